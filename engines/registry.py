@@ -1,0 +1,102 @@
+"""Engines built from the registry by name, once per process, closed together.
+
+Backends are imported only when a spec selects them, so `vllm` never loads unless asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+
+from engines.config import ModelSpec
+from engines.types import ChatEngine, RewardEngine
+
+_lock = threading.RLock()  # re-entrant: an llm-judge reward engine builds its chat engine
+_engines: dict[tuple[str, str], ChatEngine | RewardEngine] = {}
+
+
+class UnknownModel(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; say it plainly
+        return str(self.args[0])
+
+
+def _spec(name: str, registry: Mapping[str, ModelSpec], kind: str) -> ModelSpec:
+    if name not in registry:
+        known = ", ".join(sorted(registry)) or "(none)"
+        raise UnknownModel(f"model {name!r} is not in the registry; known: {known}")
+    spec = registry[name]
+    if spec.kind != kind:
+        raise ValueError(f"model {name!r} is a {spec.kind} model, not a {kind} model")
+    return spec
+
+
+def build_chat_engine(name: str, spec: ModelSpec) -> ChatEngine:
+    if spec.backend == "openai":
+        from engines.openai_chat import OpenAIChatEngine
+
+        return OpenAIChatEngine(name, spec)
+    if spec.backend == "transformers":
+        from engines.transformers_chat import TransformersChatEngine
+
+        return TransformersChatEngine(name, spec)
+    if spec.backend == "vllm":
+        from engines.vllm_engine import VLLMChatEngine
+
+        return VLLMChatEngine(name, spec)
+    raise ValueError(f"backend {spec.backend!r} has no chat engine; allowed: openai, transformers, vllm")
+
+
+def build_reward_engine(name: str, spec: ModelSpec, registry: Mapping[str, ModelSpec]) -> RewardEngine:
+    if spec.backend == "transformers":
+        from engines.transformers_reward import TransformersRewardEngine
+
+        return TransformersRewardEngine(name, spec)
+    if spec.backend == "vllm":
+        from engines.vllm_engine import VLLMRewardEngine
+
+        return VLLMRewardEngine(name, spec)
+    if spec.backend == "nim":
+        from engines.nim_reward import NIMRewardEngine
+
+        return NIMRewardEngine(name, spec)
+    if spec.backend == "llm-judge":
+        from engines.judge_reward import LLMJudgeRewardEngine
+
+        return LLMJudgeRewardEngine(name, spec, get_chat_engine(spec.judge, registry))
+    raise ValueError(f"backend {spec.backend!r} has no reward engine; allowed: transformers, vllm, nim, llm-judge")
+
+
+def get_chat_engine(name: str, registry: Mapping[str, ModelSpec]) -> ChatEngine:
+    spec = _spec(name, registry, "chat")
+    with _lock:
+        key = ("chat", name)
+        if key not in _engines:
+            _engines[key] = build_chat_engine(name, spec)
+        return _engines[key]  # type: ignore[return-value]
+
+
+def get_reward_engine(name: str, registry: Mapping[str, ModelSpec]) -> RewardEngine:
+    spec = _spec(name, registry, "reward")
+    with _lock:
+        key = ("reward", name)
+        if key not in _engines:
+            _engines[key] = build_reward_engine(name, spec, registry)
+        return _engines[key]  # type: ignore[return-value]
+
+
+def open_engines() -> dict[tuple[str, str], ChatEngine | RewardEngine]:
+    with _lock:
+        return dict(_engines)
+
+
+async def aclose_all() -> None:
+    with _lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        await engine.aclose()
+
+
+def close_all() -> None:
+    asyncio.run(aclose_all())

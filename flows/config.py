@@ -1,0 +1,101 @@
+"""One file describes a whole run: the models, the lake and each stage.
+
+Each package owns the model of its part (engines: ModelSpec, storage: LakeConfig, ...); this
+module only composes them and turns a bad file into an error that names the field, the value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engines.config import ModelSpec
+from storage.config import LakeConfig
+
+DEFAULT_MODEL = "default"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QuickstartStage(Strict):
+    """The first job: a handful of prompts and answers written as Parquet."""
+
+    topics: list[str] = Field(default_factory=lambda: ["cooking", "astronomy", "personal finance"])
+    questions_per_topic: int = Field(2, ge=1, le=1000)
+    generator: str = DEFAULT_MODEL
+
+
+class RunConfig(Strict):
+    name: str = Field("sdg", pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    lake: LakeConfig = LakeConfig()
+    quickstart: QuickstartStage = QuickstartStage()
+
+    @model_validator(mode="after")
+    def _default_model_and_references(self) -> RunConfig:
+        # A config that names no model still runs: the embedded SmolLM2 is the default generator.
+        self.models.setdefault(DEFAULT_MODEL, ModelSpec())
+        for where, name in self.model_references():
+            if name not in self.models:
+                known = ", ".join(sorted(self.models))
+                raise ValueError(f"{where} names model {name!r}, which is not in models; known: {known}")
+        return self
+
+    def model_references(self) -> list[tuple[str, str]]:
+        refs = [("quickstart.generator", self.quickstart.generator)]
+        refs += [(f"models.{n}.judge", s.judge) for n, s in self.models.items() if s.judge]
+        return refs
+
+    def fingerprint(self) -> str:
+        """Stable hash of the resolved config: batch ids and the runs table use it."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    value = error.get("input")
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown field (value {value!r}); check the spelling against the documented fields"
+    if error["type"] == "missing":
+        return f"{field}: required field is missing"
+    shown = repr(value) if not isinstance(value, dict) else "{...}"
+    return f"{field}: {message} (got {shown})"
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"{source}: {exc.error_count()} problem(s) in the run config:\n{lines}") from None
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    """Load a YAML run config; no path means every default (the embedded model, ./lake)."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path))
