@@ -1,0 +1,58 @@
+"""Small pieces the prompt tasks share: templates, request building, ids, list answers."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from engines.types import ChatRequest
+from tasks.llm_step import Drop, Row
+from tasks.parsing import parse_list
+from tasks.templates import Template, load_template
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+
+def template(name: str) -> Template:
+    return load_template(TEMPLATE_DIR / f"{name}.txt")
+
+
+def row_id(*parts: object) -> str:
+    """Deterministic id: the same content always gets the same id, so reruns never duplicate."""
+    blob = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def user_turn(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def ask(tpl: Template, values: dict, *, temperature: float, max_tokens: int, seed: int) -> ChatRequest:
+    return ChatRequest(
+        messages=user_turn(tpl.render(**values)), temperature=temperature, max_tokens=max_tokens, seed=seed
+    )
+
+
+def list_items(text: str, expected: int | None) -> list[str] | Drop:
+    """The items of a list answer, or a drop that says why there are none."""
+    result = parse_list(text, expected=expected)
+    if result.items is None:
+        return Drop(result.drop_reason or "unparseable_list", text)
+    return result.items
+
+
+_PREAMBLE = re.compile(r"^(?:sure|okay|ok|here(?:'s| is)|rewritten|revised)[^:\n]{0,60}:\s*", re.IGNORECASE)
+
+
+def single_text(text: str) -> str | Drop:
+    """A one-item answer (a rewritten question, a follow-up turn) without chatter or quotes."""
+    cleaned = _PREAMBLE.sub("", text.strip()).strip().strip('"').strip()
+    if len(cleaned) < 8:
+        return Drop("empty_answer" if not cleaned else "too_short_answer", text)
+    return cleaned
+
+
+def stable_seed(base: int, *parts: object) -> int:
+    """A per-request seed derived from the run seed and the item, reproducible across reruns."""
+    return int(row_id(base, *parts)[:8], 16)
