@@ -1,0 +1,194 @@
+"""A small OpenAI-compatible chat server on loopback, for tests and benchmarks.
+
+It answers `/v1/chat/completions` after a fixed latency with text from a hook (scripted
+answers), honours or ignores `n`, and lets a subclass or a caller replace the answer of any
+request with a fault (see tests/engines/fault_server.py). It runs in a thread of the caller
+(tests that script it) or as a subprocess (benchmarks, so its CPU is not the client's):
+
+    python -m benchmarks.servers.fake_openai --latency 0.1 [--answers-file a.jsonl] [--ignore-n]
+
+prints `PORT=<n>` once it listens, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+AnswerHook = Callable[[dict[str, Any], int], str]  # (request body, choice index) -> answer text
+FaultHook = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse | None]]
+
+
+def echo_answer(body: dict[str, Any], index: int) -> str:
+    """Default answer: names the choice and echoes the last message, so order is checkable."""
+    last = body["messages"][-1]["content"] if body.get("messages") else ""
+    return f"answer {index} to: {last}"
+
+
+def cycling_answers(texts: list[str]) -> AnswerHook:
+    """An answer hook that hands out the given texts in turn (scripted answers)."""
+    pool = itertools.cycle(texts)
+    return lambda body, index: next(pool)
+
+
+def completion_body(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """A chat.completion object in the shape OpenAI-compatible servers answer."""
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+            for i, t in enumerate(texts)
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": sum(len(t.split()) for t in texts),
+            "total_tokens": prompt_tokens + sum(len(t.split()) for t in texts),
+        },
+    }
+
+
+class FakeOpenAIServer:
+    """aiohttp.web app with an answer hook, a fault hook and in-flight accounting."""
+
+    def __init__(
+        self,
+        latency_s: float = 0.0,
+        answer: AnswerHook = echo_answer,
+        ignore_n: bool = False,
+        fault: FaultHook | None = None,
+    ) -> None:
+        self.latency_s = latency_s
+        self.answer = answer
+        self.ignore_n = ignore_n
+        self.fault = fault
+        self.bodies: list[dict[str, Any]] = []  # every request body, in arrival order
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.bodies.append(body)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.fault is not None:
+                faulty = await self.fault(request, body)
+                if faulty is not None:
+                    return faulty
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            n = 1 if self.ignore_n else int(body.get("n") or 1)
+            return web.json_response(completion_body(body, [self.answer(body, i) for i in range(n)]))
+        finally:
+            self.in_flight -= 1
+
+    async def start_async(self, port: int = 0) -> int:
+        # A short shutdown grace: dripping or sleeping handlers must not hold a test's teardown.
+        self._runner = web.AppRunner(self.make_app(), shutdown_timeout=0.2, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # the port the OS picked
+        return self.port
+
+    def start(self) -> FakeOpenAIServer:
+        """Serve from a daemon thread with its own event loop; returns once listening."""
+        ready = threading.Event()
+
+        def serve() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(self.start_async())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="fake-openai", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake OpenAI server did not start in 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def spawn_server(latency_s: float = 0.1, answers_file: str | None = None, ignore_n: bool = False):
+    """Start the server as a subprocess; returns (process, base_url). The caller terminates it."""
+    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [sys.executable, "-m", "benchmarks.servers.fake_openai", "--latency", str(latency_s)]
+    cmd += ["--answers-file", answers_file] if answers_file else []
+    cmd += ["--ignore-n"] if ignore_n else []
+    proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("PORT="):
+        proc.kill()
+        raise RuntimeError(f"fake OpenAI server did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{int(line.split('=', 1)[1])}/v1"
+
+
+def _read_answers(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]  # one JSON string per line
+
+
+async def _serve_forever(args: argparse.Namespace) -> None:
+    answer = cycling_answers(_read_answers(args.answers_file)) if args.answers_file else echo_answer
+    server = FakeOpenAIServer(latency_s=args.latency, answer=answer, ignore_n=args.ignore_n)
+    port = await server.start_async(args.port)
+    print(f"PORT={port}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds before each answer")
+    parser.add_argument("--answers-file", help="JSON lines, one answer string each, served in turn")
+    parser.add_argument("--ignore-n", action="store_true", help="answer one choice whatever n asks")
+    asyncio.run(_serve_forever(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

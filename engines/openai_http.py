@@ -1,0 +1,211 @@
+"""One POST to an OpenAI-compatible `/chat/completions`, with our own retries and window.
+
+Shared by the chat engine and the NIM reward engine. The openai client (on aiohttp) does the
+HTTP; its own retries are off because it misreads some faults:
+
+- its timeout bounds each socket read, not the request, so a server that drips bytes never
+  times out: every try here runs under its own total deadline (`asyncio.timeout`);
+- it reports a reset connection as a timeout, and a 200 whose body is truncated JSON or has
+  no `choices` is not an error to it: here all of these are retryable faults.
+
+We take the raw response (`cast_to=httpx2.Response`, the client's documented route for raw
+calls) and parse the JSON ourselves: it skips building pydantic models on the hot path and
+puts a bad body in our hands. After the last try the call raises `CallFailed`, whose message
+names the server, the model, the fault and the number of tries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+from openai import AsyncOpenAI, DefaultAioHttpClient
+
+from engines.config import ModelSpec
+from engines.types import Usage
+from engines.window import AdaptiveWindow
+
+RETRYABLE_4XX = (408, 409, 429)
+RETRY_AFTER_CAP_S = 60.0  # a server asking for longer than this is treated as down, not busy
+DETAIL_CHARS = 200
+
+
+class CallFailed(Exception):
+    """A call that failed after its last try; the message is what a result records."""
+
+
+@dataclass
+class Fault(Exception):
+    kind: str  # "http 503", "timeout", "connection", "bad body", "no choices", ...
+    detail: str = ""
+    retryable: bool = True
+    congested: bool = False  # a sign the server is saturated: the window shrinks
+    retry_after_s: float | None = None
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= DETAIL_CHARS else flat[:DETAIL_CHARS] + "..."
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        moment = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, moment.timestamp() - time.time()) if moment else None
+
+
+def classify(exc: BaseException, timeout_s: float) -> Fault:
+    """What an exception from one try means for retrying and for the window."""
+    if isinstance(exc, Fault):
+        return exc
+    if isinstance(exc, TimeoutError):  # our total deadline
+        return Fault("timeout", f"no complete answer within {timeout_s:g}s", congested=True)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retryable = status in RETRYABLE_4XX or status >= 500
+        return Fault(
+            f"http {status}",
+            _snippet(exc.response.text) if exc.response is not None else "",
+            retryable=retryable,
+            congested=status == 429 or status >= 500,
+            retry_after_s=parse_retry_after(exc.response.headers),
+        )
+    if isinstance(exc, openai.APITimeoutError):  # the client says this for resets too
+        return Fault("connection dropped or timed out", str(exc.__cause__ or exc))
+    if isinstance(exc, openai.APIConnectionError):
+        return Fault("connection error", str(exc.__cause__ or exc))
+    if isinstance(exc, (ValueError, UnicodeDecodeError)):  # JSONDecodeError is a ValueError
+        return Fault("bad body", str(exc))
+    return Fault(f"unexpected {type(exc).__name__}", str(exc), retryable=False)
+
+
+def parse_completion(response: httpx2.Response) -> dict[str, Any]:
+    """The JSON of a 200 answer, or a Fault when it is not a chat completion."""
+    try:
+        data = json.loads(response.content)
+    except ValueError as exc:
+        raise Fault("bad body", f"{exc}; body: {_snippet(response.text)}") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not choices or not isinstance(choices, list):
+        raise Fault("no choices", f"body: {_snippet(response.text)}")
+    if not all(isinstance(choice, dict) for choice in choices):
+        raise Fault("bad body", f"choices are not objects: {_snippet(response.text)}")
+    return data
+
+
+class ChatCompletionsCaller:
+    """AsyncOpenAI on aiohttp + an adaptive window + retries with full-jitter backoff.
+
+    `usage` counts calls (a top-up request is a call), failed calls and tokens; engines add
+    the seconds of their batches.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 20.0,
+        start_window: int | None = None,
+    ) -> None:
+        self.base_url = spec.base_url or ""
+        self.model = spec.model or ""
+        self.timeout_s = spec.timeout_s
+        self.tries = spec.max_retries + 1
+        self.backoff_base_s = backoff_base_s
+        self.backoff_cap_s = backoff_cap_s
+        api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+        limits = httpx2.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
+        self.client = AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key or "sdg-no-key",  # local servers need none; the client insists on one
+            max_retries=0,
+            timeout=spec.timeout_s,
+            http_client=DefaultAioHttpClient(limits=limits),
+        )
+        # Start wide: self-hosted servers batch best when full, and the first 429 or 5xx
+        # halves the window within one round trip (slow start would cost several).
+        self.window = AdaptiveWindow(spec.concurrency, start_size=start_window)
+        self.usage = Usage()
+        self.retries = 0
+
+    def _backoff_s(self, attempt: int, fault: Fault) -> float:
+        if fault.retry_after_s is not None:  # the server said when; a little jitter avoids a herd
+            return min(fault.retry_after_s, RETRY_AFTER_CAP_S) + random.uniform(0.0, self.backoff_base_s)
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(0.0, ceiling)  # full jitter: the retries of a burst spread out
+
+    async def call(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The parsed completion, or CallFailed after the last try."""
+        fault = Fault("not tried")
+        tries = 0
+        for attempt in range(self.tries):
+            if attempt:
+                self.retries += 1
+                await asyncio.sleep(self._backoff_s(attempt, fault))  # holds no window slot
+            tries += 1
+            generation = await self.window.acquire()
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    response = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=payload)
+                data = parse_completion(response)
+            except asyncio.CancelledError:
+                self.window.release(generation, ok=False)
+                raise
+            except Exception as exc:
+                fault = classify(exc, self.timeout_s)
+                self.window.release(generation, ok=False, congested=fault.congested)
+                if not fault.retryable:
+                    break
+                continue
+            self.window.release(generation, ok=True, latency_s=_latency_per_token(data, started))
+            self._count(data)
+            return data
+        self.usage.requests += 1
+        self.usage.errors += 1
+        detail = f": {fault.detail}" if fault.detail else ""
+        raise CallFailed(
+            f"{self.base_url} model {self.model!r}: {fault.kind} after {tries} "
+            f"{'try' if tries == 1 else 'tries'}{detail}"
+        )
+
+    def _count(self, data: dict[str, Any]) -> None:
+        self.usage.requests += 1
+        used = data.get("usage") or {}
+        self.usage.prompt_tokens += int(used.get("prompt_tokens") or 0)
+        self.usage.completion_tokens += int(used.get("completion_tokens") or 0)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def _latency_per_token(data: dict[str, Any], started: float) -> float:
+    """Latency scaled by answer length, so long answers do not read as a saturated server.
+
+    The 16 is an allowance for the prompt's prefill: short answers are not penalised either.
+    """
+    used = data.get("usage") or {}
+    return (time.monotonic() - started) / (int(used.get("completion_tokens") or 0) + 16)
