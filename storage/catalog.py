@@ -1,0 +1,214 @@
+"""The DuckDB catalog beside the lake: a view per dataset over published Parquet, plus the
+tables that say what each run produced and what it cost (runs, batches, gate_results, drops,
+usage).
+
+Where it lives: `LakeConfig.catalog` if set; otherwise `<root>/catalog.duckdb` for a local lake.
+An s3:// lake needs `catalog` set (DuckDB writes a local file; guessing a folder for it would
+scatter catalogs across working directories).
+
+DuckDB allows one writing process per file. Every write holds an exclusive fcntl lock on a
+sidecar `<catalog>.lock`, readers a shared one, and opening retries while another process that
+does not use our lock holds the file. `writing()` keeps one connection and one transaction for
+many records, which is how bulk landings stay cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from storage import catalog_sql as q
+from storage.config import LakeConfig
+from storage.lake import Lake, LakeError, StagedBatch, check_batch_id
+from storage.schemas import DATASETS, SCHEMAS
+
+BATCH_STATES = ("staged", "published", "quarantined")
+LOCK_TIMEOUT_S = 120.0
+USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "errors", "seconds")
+
+
+class CatalogError(RuntimeError):
+    pass
+
+
+def catalog_path(config: LakeConfig) -> str:
+    if config.catalog:
+        return os.path.abspath(config.catalog)
+    if "://" in config.root and not config.root.startswith("file://"):
+        raise CatalogError(
+            f"lake {config.root!r} is not a local folder: set lake.catalog to a local DuckDB file path"
+        )
+    return os.path.abspath(os.path.join(config.root.removeprefix("file://"), "catalog.duckdb"))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@contextmanager
+def _file_lock(path: str, exclusive: bool, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise CatalogError(f"catalog lock {path} still held by another process after {timeout_s:.0f}s") from None
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _connect(path: str, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            # Another process (a user's duckdb shell, say) holds the file: wait for it.
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise CatalogError(f"catalog {path} cannot be opened: {exc}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+class Catalog:
+    def __init__(self, config: LakeConfig, lake: Lake | None = None):
+        self.config = config
+        self.path = catalog_path(config)
+        self.lock_path = self.path + ".lock"
+        self.lake = lake or Lake(config)
+        self._conn: duckdb.DuckDBPyConnection | None = None
+
+    # -- connections -----------------------------------------------------------------------
+    def _prepare(self, conn: duckdb.DuckDBPyConnection) -> None:
+        if not self.lake.is_local:
+            conn.register_filesystem(self.lake.fs)  # s3 through s3fs: no httpfs download needed
+
+    @contextmanager
+    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One locked connection and one transaction for every write inside the block."""
+        if self._conn is not None:  # nested: join the open transaction
+            yield self._conn
+            return
+        with _file_lock(self.lock_path, exclusive=True):
+            conn = _connect(self.path, read_only=False)
+            try:
+                self._prepare(conn)
+                conn.execute(q.CREATE_TABLES)
+                conn.begin()
+                self._conn = conn
+                yield conn
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                self._conn = None
+                conn.close()
+
+    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+        """Run SQL on a read-only connection; the catalog file cannot be changed through it."""
+        if not os.path.exists(self.path):
+            self.refresh_views()  # first use: create the tables and views so queries have names to bind
+        with _file_lock(self.lock_path, exclusive=False):
+            conn = _connect(self.path, read_only=True)
+            try:
+                self._prepare(conn)
+                result = conn.execute(sql, params) if params is not None else conn.execute(sql)
+                if result.description is None:
+                    return pa.table({})
+                return result.to_arrow_table()
+            except duckdb.Error as exc:
+                raise CatalogError(f"query failed: {exc}") from None
+            finally:
+                conn.close()
+
+    # -- writes ----------------------------------------------------------------------------
+    def record_run(self, run_id: str, name: str, fingerprint: str, started_at: dt.datetime | None = None) -> None:
+        with self.writing() as conn:
+            conn.execute(q.UPSERT_RUN_START, [run_id, name, fingerprint, started_at or _now()])
+
+    def finish_run(self, run_id: str, status: str = "completed", finished_at: dt.datetime | None = None) -> None:
+        finished = finished_at or _now()
+        with self.writing() as conn:
+            conn.execute(q.FINISH_RUN, [status, finished, finished, run_id])
+
+    def record_batch(self, staged: StagedBatch, state: str, run_id: str | None = None, url: str | None = None) -> None:
+        self.record_batches([(staged, state, run_id, url)])
+
+    def record_batches(self, items: Sequence[tuple[StagedBatch, str, str | None, str | None]]) -> None:
+        """Upsert many batches in one statement: (staged, state, run_id, url or None for staged.url)."""
+        rows = []
+        now = _now()
+        for staged, state, run_id, url in items:
+            if state not in BATCH_STATES:
+                raise CatalogError(f"batch state {state!r} is not one of {', '.join(BATCH_STATES)}")
+            rows.append([staged.batch_id, staged.dataset, run_id, staged.run_date, state, staged.rows,
+                         staged.bytes, url or staged.url, now])
+        if rows:
+            with self.writing() as conn:
+                conn.executemany(q.UPSERT_BATCH, rows)
+
+    def record_gate_results(self, batch: str, results: Sequence[Mapping[str, Any]]) -> None:
+        """Replace a batch's gate results; each has expectation, success, observed, threshold, details."""
+        check_batch_id(batch)
+        rows = [
+            [batch, str(r["expectation"]), bool(r["success"]), _text(r.get("observed")),
+             _text(r.get("threshold")), _text(r.get("details"))]
+            for r in results
+        ]
+        with self.writing() as conn:
+            conn.execute(q.DELETE_GATE_RESULTS, [batch])
+            if rows:
+                conn.executemany(q.INSERT_GATE_RESULT, rows)
+
+    def record_drops(self, run_id: str, batch: str, stage: str, counts: Mapping[str, int]) -> None:
+        rows = [[run_id, batch, stage, reason, int(n)] for reason, n in counts.items()]
+        if rows:
+            with self.writing() as conn:
+                conn.executemany(q.UPSERT_DROP, rows)
+
+    def record_usage(self, run_id: str, model: str, backend: str, usage: Any) -> None:
+        """Add what some requests cost; `usage` is an engines Usage or a mapping with the same fields."""
+        get = usage.get if isinstance(usage, Mapping) else lambda name, default=0: getattr(usage, name, default)
+        values = [get(name, 0) or 0 for name in USAGE_FIELDS]
+        with self.writing() as conn:
+            conn.execute(q.ADD_USAGE, [run_id, model, backend, *values])
+
+    def refresh_views(self) -> None:
+        """Point each dataset's view at its published Parquet (an empty typed view until there is some)."""
+        with self.writing() as conn:
+            for dataset in DATASETS:
+                glob = self.lake.published_glob(dataset)
+                conn.register("_schema_arrow", SCHEMAS[dataset].empty_table())
+                conn.execute(q.create_empty_table(dataset, "_schema_arrow"))
+                conn.unregister("_schema_arrow")
+                has_files = bool(self.lake.fs.glob(glob.split("://", 1)[-1] if not self.lake.is_local else glob))
+                conn.execute(q.view_over_parquet(dataset, glob) if has_files else q.view_over_empty(dataset))
+
+    def dataset_counts(self) -> pa.Table:
+        """Published rows per dataset and run date, counted from the views themselves."""
+        return self.query(q.dataset_counts(DATASETS))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+__all__ = ["Catalog", "CatalogError", "catalog_path", "BATCH_STATES", "LakeError"]

@@ -1,0 +1,99 @@
+"""The catalog's SQL, as named constants: values are always bound parameters.
+
+The only text that is not a bound value: dataset names (from the DATASETS allow-list) and the
+published glob (built by the lake from its own configured root, quoted as a SQL string literal),
+because DuckDB views cannot take parameters.
+"""
+
+from __future__ import annotations
+
+CREATE_TABLES = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, name VARCHAR, config_fingerprint VARCHAR, status VARCHAR,
+    started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, seconds DOUBLE);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id VARCHAR PRIMARY KEY, dataset VARCHAR, run_id VARCHAR, run_date DATE, state VARCHAR,
+    rows BIGINT, bytes BIGINT, url VARCHAR, updated_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS gate_results (
+    batch_id VARCHAR, expectation VARCHAR, success BOOLEAN, observed VARCHAR, threshold VARCHAR,
+    details VARCHAR);
+CREATE TABLE IF NOT EXISTS drops (
+    run_id VARCHAR, batch_id VARCHAR, stage VARCHAR, reason VARCHAR, count BIGINT,
+    PRIMARY KEY (run_id, batch_id, stage, reason));
+CREATE TABLE IF NOT EXISTS usage (
+    run_id VARCHAR, model VARCHAR, backend VARCHAR, requests BIGINT, prompt_tokens BIGINT,
+    completion_tokens BIGINT, errors BIGINT, seconds DOUBLE, PRIMARY KEY (run_id, model, backend));
+"""
+
+UPSERT_RUN_START = """
+INSERT INTO runs (run_id, name, config_fingerprint, status, started_at, finished_at, seconds)
+VALUES (?, ?, ?, 'running', ?, NULL, NULL)
+ON CONFLICT (run_id) DO UPDATE SET name = excluded.name, config_fingerprint = excluded.config_fingerprint,
+    status = 'running', started_at = excluded.started_at, finished_at = NULL, seconds = NULL
+"""
+
+FINISH_RUN = """
+UPDATE runs SET status = ?, finished_at = ?, seconds = date_diff('microsecond', started_at, ?) / 1e6
+WHERE run_id = ?
+"""
+
+# A re-landed batch replaces its row: retries never count a batch twice.
+UPSERT_BATCH = """
+INSERT INTO batches (batch_id, dataset, run_id, run_date, state, rows, bytes, url, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (batch_id) DO UPDATE SET dataset = excluded.dataset, run_id = excluded.run_id,
+    run_date = excluded.run_date, state = excluded.state, rows = excluded.rows, bytes = excluded.bytes,
+    url = excluded.url, updated_at = excluded.updated_at
+"""
+
+DELETE_GATE_RESULTS = "DELETE FROM gate_results WHERE batch_id = ?"
+INSERT_GATE_RESULT = "INSERT INTO gate_results VALUES (?, ?, ?, ?, ?, ?)"
+
+UPSERT_DROP = """
+INSERT INTO drops (run_id, batch_id, stage, reason, count) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (run_id, batch_id, stage, reason) DO UPDATE SET count = excluded.count
+"""
+
+# Usage accumulates: each call reports what a batch's requests cost.
+ADD_USAGE = """
+INSERT INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, model, backend) DO UPDATE SET requests = usage.requests + excluded.requests,
+    prompt_tokens = usage.prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = usage.completion_tokens + excluded.completion_tokens,
+    errors = usage.errors + excluded.errors, seconds = usage.seconds + excluded.seconds
+"""
+
+EMPTY_TABLE_PREFIX = "_empty_"
+
+def dataset_counts(datasets: tuple[str, ...]) -> str:
+    # Names come from the DATASETS allow-list, never from the caller.
+    parts = [
+        f"SELECT '{name}' AS dataset, CAST(run_date AS VARCHAR) AS run_date, count(*) AS rows "
+        f'FROM "{name}" GROUP BY ALL'
+        for name in datasets
+    ]
+    return " UNION ALL ".join(parts) + " ORDER BY dataset, run_date"
+
+
+def sql_string(text: str) -> str:
+    """A SQL string literal: single quotes doubled (for the configured glob only, never user input)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def view_over_parquet(dataset: str, glob: str) -> str:
+    return (
+        f'CREATE OR REPLACE VIEW "{dataset}" AS SELECT * FROM read_parquet({sql_string(glob)}, '
+        "hive_partitioning = true, hive_types = {'dataset': VARCHAR, 'run_date': DATE}, union_by_name = true)"
+    )
+
+
+def view_over_empty(dataset: str) -> str:
+    return f'CREATE OR REPLACE VIEW "{dataset}" AS SELECT * FROM "{EMPTY_TABLE_PREFIX}{dataset}"'
+
+
+def create_empty_table(dataset: str, registered: str) -> str:
+    # `registered` is an Arrow table registered on the connection under a fixed name.
+    return (
+        f'CREATE OR REPLACE TABLE "{EMPTY_TABLE_PREFIX}{dataset}" AS '
+        f"SELECT *, CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS DATE) AS run_date FROM {registered} LIMIT 0"
+    )

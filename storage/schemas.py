@@ -1,0 +1,209 @@
+"""One Arrow schema per dataset, in one place, and the check every landed batch goes through.
+
+Conversations are lists of {role, content} structs (not JSON strings) so DuckDB can unnest
+them and TRL reads them as conversational columns without parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+# Same order and names as engines.types.HELPSTEER2_ATTRIBUTES; re-declared so storage imports
+# nothing of ours.
+HELPSTEER2_ATTRIBUTES = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+
+MESSAGE = pa.struct([pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string(), nullable=False)])
+CONVERSATION = pa.list_(MESSAGE)
+ATTRIBUTES = pa.struct([pa.field(name, pa.float64()) for name in HELPSTEER2_ATTRIBUTES])
+SAMPLING = pa.struct(
+    [
+        pa.field("temperature", pa.float64()),
+        pa.field("top_p", pa.float64()),
+        pa.field("max_tokens", pa.int32()),
+        pa.field("seed", pa.int64()),
+    ]
+)
+
+# Every row carries its lineage (DESIGN.md): where it came from and how it was sampled.
+LINEAGE = [
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("batch_id", pa.string(), nullable=False),
+    pa.field("stage", pa.string(), nullable=False),
+    pa.field("model", pa.string()),  # null for seed rows that no model wrote
+    pa.field("backend", pa.string()),
+    pa.field("sampling", SAMPLING),
+    pa.field("template_id", pa.string()),
+    pa.field("template_version", pa.string()),
+    pa.field("seed", pa.int64()),
+    pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+]
+
+
+def _schema(*fields: pa.Field) -> pa.Schema:
+    return pa.schema([*fields, *LINEAGE])
+
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "topics": _schema(
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("subtopic", pa.string()),
+        pa.field("source", pa.string(), nullable=False),
+    ),
+    "prompts": _schema(
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("task_type", pa.string(), nullable=False),
+        pa.field("topic", pa.string()),
+        pa.field("subtopic", pa.string()),
+        pa.field("messages", CONVERSATION, nullable=False),  # up to and including the last user turn
+        pa.field("context", pa.string()),  # closed-QA document
+        pa.field("reference_answer", pa.string()),
+        pa.field("instruction_ids", pa.list_(pa.string())),
+        pa.field("instruction_kwargs", pa.string()),  # JSON: kwargs differ per instruction id
+        pa.field("turn_form", pa.string()),  # single | multi | second-turn
+        pa.field("unsafe", pa.bool_()),
+        pa.field("source", pa.string(), nullable=False),  # synthetic | seed
+    ),
+    "dialogues": _schema(
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("prompt_id", pa.string()),
+        pa.field("persona", pa.string()),
+        pa.field("messages", CONVERSATION, nullable=False),
+        pa.field("turn_attributes", pa.list_(ATTRIBUTES)),  # one per assistant turn
+        pa.field("turn_rewards", pa.list_(pa.float64())),
+        pa.field("reward", pa.float64()),
+    ),
+    "preferences": _schema(
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("prompt_id", pa.string()),
+        pa.field("prompt", CONVERSATION, nullable=False),  # TRL's conversational `prompt`
+        pa.field("chosen", CONVERSATION, nullable=False),  # the assistant turn(s) only
+        pa.field("rejected", CONVERSATION, nullable=False),
+        pa.field("judge", pa.string(), nullable=False),  # ground_truth | verifier | reward_model | llm_judge
+        pa.field("chosen_reward", pa.float64()),
+        pa.field("rejected_reward", pa.float64()),
+        pa.field("chosen_attributes", ATTRIBUTES),
+        pa.field("rejected_attributes", ATTRIBUTES),
+        pa.field("margin", pa.float64()),
+        pa.field("chosen_model", pa.string()),
+        pa.field("rejected_model", pa.string()),
+    ),
+}
+
+DATASETS: tuple[str, ...] = tuple(SCHEMAS)
+JUDGES = ("ground_truth", "verifier", "reward_model", "llm_judge")
+
+
+class SchemaError(ValueError):
+    """A batch that does not match its dataset's schema; the message names dataset, column, problem."""
+
+
+def check_dataset_name(name: str) -> str:
+    """Return the name if it is a known dataset; refuse anything else before it reaches a path or SQL.
+
+    >>> check_dataset_name("preferences")
+    'preferences'
+    """
+    if not isinstance(name, str) or not name:
+        raise SchemaError(f"dataset name must be a non-empty string, got {name!r}")
+    if "/" in name or "\\" in name or ".." in name or not re.fullmatch(r"[a-z_]+", name):
+        raise SchemaError(f"dataset name {name!r} is not allowed: no path separators, '..' or odd characters")
+    if name not in SCHEMAS:
+        raise SchemaError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    return name
+
+
+def _first_bad_row(values: list[Any], type_: pa.DataType) -> tuple[int, Any, str]:
+    for index, value in enumerate(values):
+        try:
+            pa.array([value], type=type_)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            return index, value, str(exc)
+    return -1, None, "unknown conversion problem"
+
+
+def _column_from_rows(dataset: str, field: pa.Field, rows: list[Mapping[str, Any]]) -> pa.Array:
+    values = [row.get(field.name) for row in rows]
+    try:
+        return pa.array(values, type=field.type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        index, value, why = _first_bad_row(values, field.type)
+        shown = repr(value)[:120]
+        raise SchemaError(
+            f"{dataset}.{field.name}: row {index} does not fit {field.type} (value {shown}): {why}"
+        ) from None
+
+
+def _check_columns(dataset: str, schema: pa.Schema, names: Iterable[str]) -> None:
+    names = set(names)
+    unknown = sorted(names - set(schema.names))
+    if unknown:
+        raise SchemaError(f"{dataset}: unknown column(s) {', '.join(unknown)}; the schema has {', '.join(schema.names)}")
+    missing = [f.name for f in schema if not f.nullable and f.name not in names]
+    if missing:
+        raise SchemaError(f"{dataset}: required column(s) missing: {', '.join(missing)}")
+
+
+def _check_nulls(dataset: str, table: pa.Table) -> None:
+    for field in table.schema:
+        if not field.nullable and table.column(field.name).null_count:
+            column = table.column(field.name)
+            index = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
+            raise SchemaError(f"{dataset}.{field.name}: row {index} is null, and the column is required")
+
+
+def _table_from_rows(dataset: str, schema: pa.Schema, rows: list[Mapping[str, Any]]) -> pa.Table:
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise SchemaError(f"{dataset}: row {index} is a {type(row).__name__}, expected a mapping of columns")
+    _check_columns(dataset, schema, {key for row in rows for key in row})
+    arrays = [_column_from_rows(dataset, field, rows) for field in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _table_from_arrow(dataset: str, schema: pa.Schema, table: pa.Table) -> pa.Table:
+    _check_columns(dataset, schema, table.column_names)
+    if table.schema.equals(schema, check_metadata=False):
+        return table  # the fast path: writers that build the exact schema pay nothing
+    arrays = []
+    for field in schema:
+        if field.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(field.name)
+        try:
+            arrays.append(column.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise SchemaError(f"{dataset}.{field.name}: cannot cast {column.type} to {field.type}: {exc}") from None
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def conform(dataset: str, rows_or_table: Any) -> pa.Table:
+    """Check a batch against its dataset's schema and return it as an Arrow table of exactly that schema.
+
+    Accepts a list of dicts, an Arrow table or a polars DataFrame. Nullable columns that are
+    absent are filled with nulls; unknown columns, missing required columns, nulls in required
+    columns and values of the wrong type raise SchemaError naming dataset, column and row.
+    """
+    schema = SCHEMAS[check_dataset_name(dataset)]
+    data = rows_or_table
+    if hasattr(data, "to_arrow") and not isinstance(data, pa.Table):  # polars DataFrame
+        data = data.to_arrow()
+    if isinstance(data, pa.RecordBatch):
+        data = pa.Table.from_batches([data])
+    if isinstance(data, pa.Table):
+        table = _table_from_arrow(dataset, schema, data)
+    elif isinstance(data, list):
+        table = _table_from_rows(dataset, schema, data)
+    else:
+        raise SchemaError(f"{dataset}: expected a list of rows, an Arrow table or a polars frame, got {type(data).__name__}")
+    _check_nulls(dataset, table)
+    return table
+
+
+def empty_table(dataset: str) -> pa.Table:
+    return SCHEMAS[check_dataset_name(dataset)].empty_table()
