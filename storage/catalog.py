@@ -130,10 +130,8 @@ class Catalog:
             conn = _connect(self.path, read_only=True)
             try:
                 self._prepare(conn)
-                result = conn.execute(sql, params) if params is not None else conn.execute(sql)
-                if result.description is None:
-                    return pa.table({})
-                return result.to_arrow_table()
+                relation = conn.sql(sql, params=params)
+                return pa.table({}) if relation is None else relation.to_arrow_table()
             except duckdb.Error as exc:
                 raise CatalogError(f"query failed: {exc}") from None
             finally:
