@@ -1,0 +1,1 @@
+"""The prompts stage: topics, questions, instruction-following and two-turn prompts."""
