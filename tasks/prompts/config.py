@@ -50,9 +50,16 @@ class SeedSource(Strict):
     limit: int | None = Field(None, ge=1)
 
 
+class DocumentSource(Strict):
+    path: Path = Field(description=".txt/.md file (one document), or a Parquet, JSONL, CSV file or datasets folder")
+    text_column: str = Field("text", description="for tables: the column holding one document per row")
+    limit: int | None = Field(None, ge=1)
+
+
 class ClosedQASettings(Strict):
-    documents: list[SeedSource] = Field(default_factory=list, description="text files, or tables with a text column")
+    documents: list[DocumentSource] = Field(default_factory=list, description="text files, or tables with a text column")
     per_document: int = Field(2, ge=1, le=50)
+    max_document_chars: int = Field(6000, ge=200, description="longer documents are cut at a paragraph or sentence")
 
 
 class InstructionSettings(Strict):
