@@ -17,9 +17,14 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-# A latency this many times the baseline is read as a saturated server.
+HISTORY_KEPT = 4096  # sizes remembered for tests and reports; older changes fall off
+
+# Recent latency (a fast average) this many times the baseline (a slow average) is read as
+# a saturated server. Averages, not single answers: one answer delayed by a busy CPU must not
+# halve the window; a lasting rise must, until the baseline has caught up with it.
 LATENCY_CONGESTION_FACTOR = 3.0
-BASELINE_ALPHA = 0.05  # slow: the baseline follows lasting changes, not one slow answer
+RECENT_ALPHA = 0.25
+BASELINE_ALPHA = 0.02
 
 
 @dataclass
@@ -27,7 +32,7 @@ class WindowStats:
     min_size: int
     max_size: int
     cuts: int
-    history: list[int] = field(default_factory=list)  # integer size after each change
+    history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))  # size after each change
 
 
 class AdaptiveWindow:
@@ -38,8 +43,11 @@ class AdaptiveWindow:
         self.in_flight = 0
         self.generation = 0  # bumped by each cut
         self.baseline_s: float | None = None
+        self.recent_s = 0.0
+        self.samples = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self.stats = WindowStats(min_size=self.size, max_size=self.size, cuts=0, history=[self.size])
+        self.stats = WindowStats(min_size=self.size, max_size=self.size, cuts=0)
+        self.stats.history.append(self.size)
 
     @property
     def size(self) -> int:
@@ -74,12 +82,15 @@ class AdaptiveWindow:
         self._release_slot()
 
     def _latency_says_congested(self, latency_s: float) -> bool:
+        self.samples += 1
         if self.baseline_s is None:
-            self.baseline_s = latency_s
+            self.baseline_s = self.recent_s = latency_s
             return False
-        congested = latency_s > LATENCY_CONGESTION_FACTOR * self.baseline_s
-        self.baseline_s += BASELINE_ALPHA * (latency_s - self.baseline_s)
-        return congested
+        # A plain mean until the slow average has enough samples, so a cold first answer
+        # (connection set-up) does not inflate the baseline for long.
+        self.recent_s += max(RECENT_ALPHA, 1 / self.samples) * (latency_s - self.recent_s)
+        self.baseline_s += max(BASELINE_ALPHA, 1 / self.samples) * (latency_s - self.baseline_s)
+        return self.recent_s > LATENCY_CONGESTION_FACTOR * self.baseline_s
 
     def _grow(self) -> None:
         before = self.size
