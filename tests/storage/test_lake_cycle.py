@@ -1,0 +1,112 @@
+"""The full cycle on a local folder and on S3 (moto_server): land, publish, quarantine, re-land, read back."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from storage.catalog import Catalog
+from storage.config import LakeConfig
+from storage.lake import Lake, LakeError, batch_id
+from storage.schemas import SchemaError
+from tests.storage.conftest import preference_rows
+
+RUN_DATE = "2025-01-02"
+
+
+def sdg_sql(config_file, query):
+    result = CliRunner().invoke(app, ["sql", "--config", str(config_file), "--format", "json", query])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_land_publish_quarantine_reland(lake_config, config_file):
+    lake = Lake(lake_config)
+    catalog = Catalog(lake_config, lake)
+    catalog.record_run("run-1", "test", "fp")
+    good, bad = batch_id("run-1", "preferences", 0, "fp"), batch_id("run-1", "preferences", 1, "fp")
+    assert good == batch_id("run-1", "preferences", 0, "fp") and good != bad
+
+    staged = lake.stage_batch("preferences", RUN_DATE, good, preference_rows(good, 10))
+    assert lake.read_staged(staged).num_rows == 10
+    catalog.refresh_views()
+    assert sdg_sql(config_file, "SELECT count(*) AS n FROM preferences") == [{"n": 0}]  # staged is invisible
+
+    catalog.record_batch(staged, "published", "run-1", lake.publish(staged))
+    rejected = lake.stage_batch("preferences", RUN_DATE, bad, preference_rows(bad, 5, start=100))
+    url = lake.quarantine(rejected, {"failed": ["reward >= 2"], "observed": 1.0})
+    catalog.record_batch(rejected, "quarantined", "run-1", url)
+    catalog.record_gate_results(bad, [{"expectation": "reward >= 2", "success": False, "observed": 1.0, "threshold": 2}])
+    quarantined = lake.list_quarantined()
+    assert [q["batch_id"] for q in quarantined] == [bad]
+    with lake.fs.open(quarantined[0]["report_url"]) as f:
+        assert json.load(f)["observed"] == 1.0
+
+    # Re-landing the published batch (a retry) overwrites it: still 10 rows, not 20.
+    again = lake.stage_batch("preferences", RUN_DATE, good, preference_rows(good, 10))
+    catalog.record_batch(again, "published", "run-1", lake.publish(again))
+    catalog.finish_run("run-1")
+    catalog.refresh_views()
+
+    rows = sdg_sql(config_file, "SELECT count(*) AS n, count(DISTINCT id) AS ids, min(run_date)::VARCHAR AS d FROM preferences")
+    assert rows == [{"n": 10, "ids": 10, "d": RUN_DATE}]
+    assert sdg_sql(config_file, "SELECT unnest(chosen).content AS c FROM preferences WHERE id = 'pair-3'") == [{"c": "4"}]
+    states = sdg_sql(config_file, "SELECT state, sum(rows)::INT AS rows FROM batches GROUP BY state ORDER BY state")
+    assert states == [{"state": "published", "rows": 10}, {"state": "quarantined", "rows": 5}]
+    assert sdg_sql(config_file, "SELECT status FROM runs") == [{"status": "completed"}]
+    assert lake.list_batches("staging") == []
+
+    # A batch that fails its gate on a rerun leaves the published area.
+    third = lake.stage_batch("preferences", RUN_DATE, good, preference_rows(good, 10))
+    lake.quarantine(third, {"failed": ["dedup"]})
+    catalog.refresh_views()
+    assert sdg_sql(config_file, "SELECT count(*) AS n FROM preferences") == [{"n": 0}]
+
+
+def test_datasets_and_refresh_commands(lake_config, config_file):
+    lake = Lake(lake_config)
+    staged = lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 4))
+    lake.publish(staged)
+    runner = CliRunner()
+    assert runner.invoke(app, ["catalog", "refresh", "-c", str(config_file)]).exit_code == 0
+    result = runner.invoke(app, ["datasets", "-c", str(config_file)])
+    assert result.exit_code == 0 and "preferences" in result.stdout and RUN_DATE in result.stdout
+
+
+def test_schema_mismatch_leaves_nothing_behind(lake_config):
+    lake = Lake(lake_config)
+    rows = preference_rows("b-1", 3)
+    rows[2]["chosen"] = "plain text"
+    with pytest.raises(SchemaError, match="preferences.chosen"):
+        lake.stage_batch("preferences", RUN_DATE, "b-1", rows)
+    assert lake.list_batches("staging") == [] and lake.list_batches("published") == []
+    if lake.is_local:
+        assert not [p for p in (lake.fs.find(lake.root)) if p.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "dataset, run_date, batch, error",
+    [("../etc", RUN_DATE, "b", SchemaError), ("nope", RUN_DATE, "b", SchemaError),
+     ("preferences", "2025-13-01", "b", LakeError), ("preferences", RUN_DATE, "../b", LakeError),
+     ("preferences", RUN_DATE, "a/b", LakeError)],
+)
+def test_bad_names_are_refused(tmp_path, dataset, run_date, batch, error):
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
+    with pytest.raises(error):
+        lake.stage_batch(dataset, run_date, batch, preference_rows("b", 1))
+
+
+def test_unreachable_lake_is_a_clear_error(tmp_path, moto_endpoint):
+    down = LakeConfig(root="s3://lake-missing/x", catalog=str(tmp_path / "c.duckdb"),
+                      storage_options={"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s"})
+    with pytest.raises(LakeError, match="cannot be reached"):
+        Lake(down)
+    missing = down.model_copy(update={"storage_options": {"endpoint_url": moto_endpoint, "key": "k", "secret": "s"}})
+    with pytest.raises(LakeError, match="does not exist"):
+        Lake(missing)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"lake:\n  root: s3://lake-missing/x\n  catalog: {tmp_path}/c.duckdb\n"
+                      "  storage_options: {endpoint_url: 'http://127.0.0.1:9', key: k, secret: s}\n")
+    result = CliRunner().invoke(app, ["sql", "-c", str(config), "SELECT 1"])
+    assert result.exit_code == 1 and "cannot be reached" in result.output

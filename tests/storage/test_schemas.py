@@ -1,0 +1,71 @@
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from storage.schemas import DATASETS, SCHEMAS, SchemaError, check_dataset_name, conform
+from tests.storage.conftest import preference_rows
+
+LINEAGE = ("run_id", "batch_id", "stage", "model", "backend", "sampling", "template_id", "template_version",
+           "seed", "created_at")
+
+
+def test_every_dataset_carries_lineage_and_conversations_are_structs():
+    assert set(DATASETS) == {"topics", "prompts", "dialogues", "preferences"}
+    for schema in SCHEMAS.values():
+        assert set(LINEAGE) <= set(schema.names)
+        assert schema.field("created_at").type == pa.timestamp("us", tz="UTC")
+    assert pa.types.is_list(SCHEMAS["preferences"].field("chosen").type)
+    assert SCHEMAS["preferences"].field("chosen").type.value_type.names == ["role", "content"]
+
+
+@pytest.mark.parametrize("name", ["../preferences", "pre/ferences", "a\\b", "..", "", "nope", "Preferences"])
+def test_bad_dataset_names_are_refused(name):
+    with pytest.raises(SchemaError):
+        check_dataset_name(name)
+
+
+def test_rows_and_tables_conform():
+    table = conform("preferences", preference_rows("b1", 3))
+    assert table.schema == SCHEMAS["preferences"] and table.num_rows == 3
+    assert conform("preferences", table) is table  # exact schema: no copy
+    import polars as pl
+
+    assert conform("preferences", pl.from_arrow(table)).num_rows == 3
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"chosen": "not a list"}, ["preferences.chosen", "row 1"]),
+        ({"chosen_reward": "high"}, ["preferences.chosen_reward", "row 1"]),
+        ({"judge": None}, ["preferences.judge", "row 1", "required"]),
+        ({"surprise": 1}, ["unknown column", "surprise"]),
+        ({"created_at": "yesterday"}, ["preferences.created_at"]),
+    ],
+)
+def test_rows_that_do_not_match_name_dataset_column_and_row(change, words):
+    rows = preference_rows("b1", 3)
+    rows[1] = {**rows[1], **change}
+    with pytest.raises(SchemaError) as info:
+        conform("preferences", rows)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_missing_required_column_and_bad_cast_in_a_table():
+    rows = preference_rows("b1", 2)
+    for row in rows:
+        del row["prompt"]
+    with pytest.raises(SchemaError, match="required column.*prompt"):
+        conform("preferences", rows)
+    table = conform("preferences", preference_rows("b1", 2)).set_column(
+        SCHEMAS["preferences"].get_field_index("margin"), "margin", pa.array(["x", "y"]))
+    with pytest.raises(SchemaError, match="preferences.margin"):
+        conform("preferences", table)
+
+
+def test_timestamps_without_time_zone_are_refused_or_kept_utc():
+    rows = preference_rows("b1", 1)
+    rows[0]["created_at"] = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+    assert conform("preferences", rows).column("created_at")[0].as_py().tzinfo is not None
