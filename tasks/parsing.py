@@ -146,7 +146,8 @@ def _json_start(text: str) -> int | None:
 
 def _python_literal(body: str) -> object | None:
     end = body.rfind("]") if body.startswith("[") else body.rfind("}")
-    if end < 0:
+    # Only single-quoted lists: Python would glue broken JSON like ["a" "b"] into "ab".
+    if end < 0 or '"' in body:
         return None
     try:
         return ast.literal_eval(body[: end + 1])  # ['a', 'b'] written Python-style
