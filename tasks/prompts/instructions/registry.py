@@ -129,6 +129,8 @@ def sample_instruction_ids(
     pool = sorted(allowed) if allowed is not None else sorted(INSTRUCTIONS)
     for iid in pool:
         get_instruction(iid)
+    if count > 1:  # an id that excludes the whole pool would leave it alone
+        pool = [iid for iid in pool if not CONFLICTS[iid] >= set(pool)]
     rng.shuffle(pool)
     chosen: list[str] = []
     for iid in pool:
