@@ -149,6 +149,16 @@ def test_csv_flags_are_read_as_words(tmp_path):
     assert drops == {"unsafe": 2}
 
 
+def test_csv_cells_stay_as_written(tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text("prompt,answer\n12345,007\nRound pi to two places,3.10\n")
+    rows, _ = load_seed_prompts(settings(SeedSource(path=path, reference_column="answer")))
+    assert [(r["messages"][0]["content"], r["reference_answer"]) for r in rows] == [
+        ("12345", "007"),  # a number-looking prompt is still a prompt; answers keep their digits
+        ("Round pi to two places", "3.10"),
+    ]
+
+
 def test_empty_and_duplicate_prompts_are_counted_across_sources(tmp_path):
     first = write_jsonl(
         tmp_path / "a.jsonl",
