@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 HISTORY_KEPT = 4096  # sizes remembered for tests and reports; older changes fall off
 
-# Recent latency (a fast average) this many times the baseline (a slow average) is read as
+# Recent latency (a fast average) this many times the baseline (near the lowest seen) is read as
 # a saturated server. Averages, not single answers: one answer delayed by a busy CPU must not
 # halve the window; a lasting rise must, until the baseline has caught up with it.
 LATENCY_CONGESTION_FACTOR = 3.0
@@ -44,7 +44,6 @@ class AdaptiveWindow:
         self.generation = 0  # bumped by each cut
         self.baseline_s: float | None = None
         self.recent_s = 0.0
-        self.samples = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.stats = WindowStats(min_size=self.size, max_size=self.size, cuts=0)
         self.stats.history.append(self.size)
@@ -82,15 +81,18 @@ class AdaptiveWindow:
         self._release_slot()
 
     def _latency_says_congested(self, latency_s: float) -> bool:
-        self.samples += 1
         if self.baseline_s is None:
             self.baseline_s = self.recent_s = latency_s
             return False
-        # A plain mean until the slow average has enough samples, so a cold first answer
-        # (connection set-up) does not inflate the baseline for long.
-        self.recent_s += max(RECENT_ALPHA, 1 / self.samples) * (latency_s - self.recent_s)
-        self.baseline_s += max(BASELINE_ALPHA, 1 / self.samples) * (latency_s - self.baseline_s)
-        return self.recent_s > LATENCY_CONGESTION_FACTOR * self.baseline_s
+        self.recent_s += RECENT_ALPHA * (latency_s - self.recent_s)
+        # The baseline drops at once to a new low (the server unloaded; cold first answers
+        # with connection set-up do not linger in it) and rises slowly to follow lasting change.
+        rising = self.baseline_s + BASELINE_ALPHA * (latency_s - self.baseline_s)
+        self.baseline_s = min(latency_s, rising)
+        # Both this answer and the recent average must be slow: a lone spike is noise, and a
+        # fast answer after a slow cold start is no congestion.
+        limit = LATENCY_CONGESTION_FACTOR * self.baseline_s
+        return latency_s > limit and self.recent_s > limit
 
     def _grow(self) -> None:
         before = self.size
