@@ -32,6 +32,7 @@ from storage.schemas import DATASETS, SCHEMAS
 
 BATCH_STATES = ("staged", "published", "quarantined")
 LOCK_TIMEOUT_S = 120.0
+UPSERT_CHUNK = 500  # rows per multi-row INSERT
 USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "errors", "seconds")
 
 
@@ -159,9 +160,10 @@ class Catalog:
                 raise CatalogError(f"batch state {state!r} is not one of {', '.join(BATCH_STATES)}")
             rows.append([staged.batch_id, staged.dataset, run_id, staged.run_date, state, staged.rows,
                          staged.bytes, url or staged.url, now])
-        if rows:
-            with self.writing() as conn:
-                conn.executemany(q.UPSERT_BATCH, rows)
+        with self.writing() as conn:
+            for start in range(0, len(rows), UPSERT_CHUNK):
+                chunk = rows[start : start + UPSERT_CHUNK]
+                conn.execute(q.upsert_batches(len(chunk)), [value for row in chunk for value in row])
 
     def record_gate_results(self, batch: str, results: Sequence[Mapping[str, Any]]) -> None:
         """Replace a batch's gate results; each has expectation, success, observed, threshold, details."""
@@ -194,9 +196,7 @@ class Catalog:
         with self.writing() as conn:
             for dataset in DATASETS:
                 glob = self.lake.published_glob(dataset)
-                conn.register("_schema_arrow", SCHEMAS[dataset].empty_table())
-                conn.execute(q.create_empty_table(dataset, "_schema_arrow"))
-                conn.unregister("_schema_arrow")
+                conn.execute(q.create_empty_table(dataset, SCHEMAS[dataset]))
                 has_files = bool(self.lake.fs.glob(glob.split("://", 1)[-1] if not self.lake.is_local else glob))
                 conn.execute(q.view_over_parquet(dataset, glob) if has_files else q.view_over_empty(dataset))
 

@@ -7,6 +7,8 @@ because DuckDB views cannot take parameters.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 CREATE_TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, name VARCHAR, config_fingerprint VARCHAR, status VARCHAR,
@@ -91,9 +93,29 @@ def view_over_empty(dataset: str) -> str:
     return f'CREATE OR REPLACE VIEW "{dataset}" AS SELECT * FROM "{EMPTY_TABLE_PREFIX}{dataset}"'
 
 
-def create_empty_table(dataset: str, registered: str) -> str:
-    # `registered` is an Arrow table registered on the connection under a fixed name.
-    return (
-        f'CREATE OR REPLACE TABLE "{EMPTY_TABLE_PREFIX}{dataset}" AS '
-        f"SELECT *, CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS DATE) AS run_date FROM {registered} LIMIT 0"
-    )
+def duckdb_type(type_: pa.DataType) -> str:
+    """The DuckDB type of an Arrow type of our schemas (names come from the schemas, not from users)."""
+    if pa.types.is_list(type_):
+        return duckdb_type(type_.value_type) + "[]"
+    if pa.types.is_struct(type_):
+        return "STRUCT(" + ", ".join(f'"{f.name}" {duckdb_type(f.type)}' for f in type_) + ")"
+    if pa.types.is_timestamp(type_):
+        return "TIMESTAMPTZ" if type_.tz else "TIMESTAMP"
+    return _SCALARS[type_]
+
+
+_SCALARS = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int32(): "INTEGER", pa.int64(): "BIGINT",
+            pa.bool_(): "BOOLEAN"}
+
+
+def create_empty_table(dataset: str, schema: pa.Schema) -> str:
+    # The view of a dataset with nothing published yet: typed, so queries bind before the first batch.
+    columns = [f'"{f.name}" {duckdb_type(f.type)}' for f in schema]
+    columns += ['"dataset" VARCHAR', '"run_date" DATE']
+    return f'CREATE OR REPLACE TABLE "{EMPTY_TABLE_PREFIX}{dataset}" ({", ".join(columns)})'
+
+
+def upsert_batches(count: int) -> str:
+    """UPSERT_BATCH for `count` rows in one statement: far cheaper than executemany in DuckDB."""
+    head, tail = UPSERT_BATCH.split("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    return head + "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count) + tail
