@@ -8,7 +8,6 @@ the allowed values in one message.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -39,7 +38,8 @@ def table_format(path: Path, field: str, extra_formats: str = "") -> str:
         )
     fmt = TABLE_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
-        raise SeedError(f"{field}.path: {path} has an unsupported format {path.suffix or '(no suffix)'!r}; expected one of: {allowed}")
+        suffix = path.suffix or "(no suffix)"
+        raise SeedError(f"{field}.path: {path} has an unsupported format {suffix!r}; expected one of: {allowed}")
     return fmt
 
 
@@ -88,7 +88,7 @@ def read_columns(
     try:
         frame = _scan(path, fmt, field)
         available = frame.collect_schema().names()
-    except (pl.exceptions.PolarsError, OSError, ValueError, json.JSONDecodeError) as exc:
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:  # ValueError: also datasets' own
         if isinstance(exc, SeedError):
             raise
         raise SeedError(f"{field}.path: cannot read {path} as {fmt}: {exc}") from None

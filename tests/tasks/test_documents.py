@@ -118,14 +118,16 @@ def test_settings_carry_the_document_sources_and_limit(tmp_path):
 
 
 def test_missing_file_lists_text_files_among_the_formats(tmp_path):
-    with pytest.raises(SeedError, match=r"prompts\.closed_qa\.documents\[0\]\.path: .*gone\.txt does not exist.*Parquet.*a text file \(\.txt, \.md\)"):
+    expected = r"prompts\.closed_qa\.documents\[0\]\.path: .*gone\.txt does not exist.*Parquet.*a text file \(\.txt, \.md\)"
+    with pytest.raises(SeedError, match=expected):
         load_documents([DocumentSource(path=tmp_path / "gone.txt")])
 
 
 def test_unsupported_format_lists_text_files_too(tmp_path):
     path = tmp_path / "report.pdf"
     path.write_bytes(b"%PDF-1.7")
-    with pytest.raises(SeedError, match=r"documents\[0\]\.path: .*report\.pdf.*'\.pdf'.*CSV \(\.csv\).*a text file \(\.txt, \.md\)"):
+    expected = r"documents\[0\]\.path: .*report\.pdf.*'\.pdf'.*CSV \(\.csv\).*a text file \(\.txt, \.md\)"
+    with pytest.raises(SeedError, match=expected):
         load_documents([DocumentSource(path=path)])
 
 

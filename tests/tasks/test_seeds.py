@@ -137,7 +137,8 @@ def test_unsafe_prompts_kept_for_preference_data_carry_their_flag(tmp_path):
 )
 def test_unsafe_flag_accepts_ints_and_words(tmp_path, values, expected):
     records = [{"prompt": f"prompt number {i}", "unsafe": v} for i, v in enumerate(values)]
-    rows, _ = load_seed_prompts(settings(SeedSource(path=write_jsonl(tmp_path / "f.jsonl", records), unsafe_column="unsafe"), unsafe="keep"))
+    source = SeedSource(path=write_jsonl(tmp_path / "f.jsonl", records), unsafe_column="unsafe")
+    rows, _ = load_seed_prompts(settings(source, unsafe="keep"))
     assert [r["unsafe"] for r in rows] == expected
 
 
@@ -192,7 +193,8 @@ def test_ids_are_deterministic_and_content_based(tmp_path):
 
 def test_missing_file_names_field_and_formats(tmp_path):
     missing = tmp_path / "nope.parquet"
-    with pytest.raises(SeedError, match=r"prompts\.seeds\.sources\[0\]\.path: .*nope\.parquet does not exist.*Parquet.*JSONL.*CSV"):
+    expected = r"prompts\.seeds\.sources\[0\]\.path: .*nope\.parquet does not exist.*Parquet.*JSONL.*CSV"
+    with pytest.raises(SeedError, match=expected):
         load_seed_prompts(settings(SeedSource(path=missing)))
 
 
@@ -225,7 +227,8 @@ def test_missing_column_names_file_field_and_the_columns_it_has(tmp_path, fmt, f
 
 def test_bad_unsafe_value_names_row_and_allowed_values(tmp_path):
     path = write_jsonl(tmp_path / "f.jsonl", [{"p": "fine prompt", "u": "no"}, {"p": "other", "u": "maybe"}])
-    with pytest.raises(SeedError, match=r"f\.jsonl: .*sources\[0\]\.unsafe_column = 'u', row 1, has value 'maybe'.*allowed: true/false, 1/0"):
+    expected = r"f\.jsonl: .*sources\[0\]\.unsafe_column = 'u', row 1, has value 'maybe'.*allowed: true/false, 1/0"
+    with pytest.raises(SeedError, match=expected):
         load_seed_prompts(settings(SeedSource(path=path, prompt_column="p", unsafe_column="u")))
 
 
