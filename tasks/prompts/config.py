@@ -64,7 +64,9 @@ class ClosedQASettings(Strict):
 
 class InstructionSettings(Strict):
     count: int = Field(6, ge=0, description="instruction-following prompts to make from generated questions")
-    forms: list[Literal["single", "multi", "second-turn"]] = Field(default_factory=lambda: ["single", "multi", "second-turn"])
+    forms: list[Literal["single_turn", "multi_turn", "second_turn"]] = Field(
+        default_factory=lambda: ["single_turn", "multi_turn", "second_turn"]
+    )
     instruction_ids: list[str] | None = Field(None, description="allowed instruction ids; default: all")
     max_per_prompt: int = Field(2, ge=1, le=4)
 
