@@ -197,8 +197,9 @@ class Lake:
         if self.is_local:
             temp = self._local_temp(path)
             try:
-                pq.write_table(table, temp, **options)
-                size = os.path.getsize(temp)
+                with pa.OSFile(temp, "wb") as sink:  # a plain file: skips pyarrow's filesystem resolution
+                    pq.write_table(table, sink, **options)
+                    size = sink.tell()
                 os.replace(temp, path)  # atomic: nobody sees half a file
             finally:
                 if os.path.exists(temp):
