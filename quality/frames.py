@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from quality.minhash import normalize_text
 from storage.schemas import HELPSTEER2_ATTRIBUTES
 
 # Role orders, as regular expressions over roles joined with '>'. A leading system turn is allowed.
@@ -126,12 +127,13 @@ def flatten(dataset: str, table: pa.Table) -> pd.DataFrame:
         columns["longest_text_chars"] = np.fmax.reduce(longest) if longest else np.full(rows, np.nan)
     if dataset == "preferences":
         # compared after normalization: "Yes." and "yes" are the same answer
-        from quality.dedup import normalize_text
-
         chosen = normalize_text(pa.array(columns["chosen_text"], pa.large_string()))
         rejected = normalize_text(pa.array(columns["rejected_text"], pa.large_string()))
         columns["chosen_equals_rejected"] = pc.fill_null(pc.equal(chosen, rejected), False).to_pandas()
     columns.update(reward_columns(dataset, table))
+    for field in table.schema:  # plain columns as they are: required-column checks see them
+        if field.name not in columns and not pa.types.is_nested(field.type):
+            columns[field.name] = _column(table, field.name).to_pandas()
     frame = pd.DataFrame(columns)
     frame.index = pd.RangeIndex(rows)
     return frame

@@ -39,7 +39,9 @@ def normalize_text(texts: pa.Array) -> pa.Array:
     >>> normalize_text(pa.array(["  Hello,   WORLD!! ", None])).to_pylist()
     ['hello world', None]
     """
-    return pc.binary_join(split_words(texts), " ")
+    words = split_words(texts)
+    # Arrow splits leading/trailing whitespace into empty words: trim what they join into
+    return pc.utf8_trim_whitespace(pc.binary_join(words, pa.scalar(" ", words.type.value_type)))
 
 
 def mix64(values: np.ndarray) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""The gate's report as Prefect artifacts (a table and a markdown summary), when run inside a flow."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def _in_prefect_run() -> bool:
+    if "prefect" not in sys.modules:  # nothing can be running a flow without prefect imported
+        return False
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def _key(text: str) -> str:
+    # artifact keys allow lowercase letters, digits and dashes only
+    return "".join(c if c.isalnum() else "-" for c in text.lower())[:100].strip("-")
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    failed = [c["expectation"] for c in report["checks"] if not c["success"]]
+    lines = [
+        f"## Gate: {report['dataset']} batch `{report['batch_id']}` -> **{report['state']}**",
+        "",
+        f"- rows in: {report['rows_in']}, rows published: {report['rows_out']}",
+        f"- drops: {', '.join(f'{k}={v}' for k, v in report['drops'].items()) or 'none'}",
+        f"- failed checks: {', '.join(failed) or 'none'}",
+        f"- reward (kept rows): {report['reward'].get('kept', {})}",
+        f"- report: {report.get('report_url', '')}",
+    ]
+    if report.get("forced_reason"):
+        lines.append(f"- forced release, reason: {report['forced_reason']}")
+    return "\n".join(lines)
+
+
+def publish_artifacts(report: dict[str, Any]) -> bool:
+    """Create the table and markdown artifacts; returns False (and does nothing) outside a run."""
+    if not _in_prefect_run():
+        return False
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    rows = [{"expectation": c["expectation"], "success": c["success"], "observed": str(c.get("observed")),
+             "threshold": str(c.get("threshold"))} for c in report["checks"]]
+    key = _key(f"gate-{report['dataset']}-{report['batch_id']}")
+    create_table_artifact(table=rows, key=key, description=f"gate checks of {report['batch_id']}")
+    create_markdown_artifact(markdown=report_markdown(report), key=f"{key}-summary",
+                             description=f"gate summary of {report['batch_id']}")
+    return True
