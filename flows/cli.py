@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -34,13 +35,25 @@ def check_config(config: ConfigOption = None) -> None:
 
 
 @app.command("run")
-def run(config: ConfigOption = None) -> None:
-    """Run the pipeline described by the config (the quickstart job for now)."""
-    cfg = _config(config)
+def run(
+    config: ConfigOption = None,
+    run_date: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD; default: today (UTC)")] = None,
+) -> None:
+    """Run the nightly pipeline the config describes (a rerun of the same date overwrites, never duplicates)."""
+    import asyncio
+
+    from flows.nightly import nightly_flow
+
+    summary = asyncio.run(nightly_flow(_config(config), run_date))
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command("quickstart")
+def quickstart(config: ConfigOption = None) -> None:
+    """A handful of questions and answers from the default model, written as Parquet."""
     from flows.quickstart import quickstart_flow
 
-    summary = quickstart_flow(cfg)
-    typer.echo(summary)
+    typer.echo(quickstart_flow(_config(config)))
 
 
 @models_app.command("tiny")

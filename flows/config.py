@@ -16,7 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engines.config import ModelSpec
+from quality.config import QualityConfig
 from storage.config import LakeConfig
+from tasks.prompts.config import PromptsStage
 
 DEFAULT_MODEL = "default"
 
@@ -39,6 +41,8 @@ class RunConfig(Strict):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     lake: LakeConfig = LakeConfig()
     quickstart: QuickstartStage = QuickstartStage()
+    prompts: PromptsStage = PromptsStage()
+    quality: QualityConfig = QualityConfig()
 
     @model_validator(mode="after")
     def _default_model_and_references(self) -> RunConfig:
@@ -51,7 +55,7 @@ class RunConfig(Strict):
         return self
 
     def model_references(self) -> list[tuple[str, str]]:
-        refs = [("quickstart.generator", self.quickstart.generator)]
+        refs = [("quickstart.generator", self.quickstart.generator), ("prompts.generator", self.prompts.generator)]
         refs += [(f"models.{n}.judge", s.judge) for n, s in self.models.items() if s.judge]
         return refs
 

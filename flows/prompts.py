@@ -1,0 +1,148 @@
+"""The prompts stage: topic tree -> questions per task type -> instruction-following and two-turn
+prompts -> seeds, every row landed through the gate as the `topics` and `prompts` datasets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+from prefect import flow, task
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from engines.registry import aclose_all, get_chat_engine, open_engines
+from flows.config import RunConfig
+from flows.landing import land_and_gate
+from flows.run_context import RunContext, record_engine_usage, start_run
+from tasks.llm_step import Row, StepResult
+from tasks.prompts.common import TEMPLATE_DIR
+from tasks.prompts.documents import read_documents
+from tasks.prompts.instruction_following import generate_instruction_prompts
+from tasks.prompts.questions import TEMPLATES, document_items, generate_questions, question_items, revise_questions
+from tasks.prompts.seeds import read_seed_prompts
+from tasks.prompts.topics import generate_topics, leaf_topics
+from tasks.prompts.two_turn import generate_two_turn
+from tasks.templates import load_template
+
+STAGE = "prompts"
+QUESTION_TYPES = ("open_qa", "writing", "math", "coding")
+
+
+def check_inputs(run: RunContext) -> tuple[StepResult, StepResult]:
+    """Everything that can be wrong with the inputs fails here, before any model is called."""
+    for path in sorted(TEMPLATE_DIR.glob("*.txt")):
+        load_template(path)
+    stage = run.config.prompts
+    seeds = read_seed_prompts(stage.seeds)
+    documents = read_documents(stage.closed_qa.documents, stage.closed_qa.max_document_chars)
+    return seeds, documents
+
+
+def record_drops(run: RunContext, step: str, result: StepResult) -> None:
+    """Dropped rows are data: counted in the catalog, kept with their reason and raw text in the lake."""
+    if not result.drops:
+        return
+    run.catalog.record_drops(run.run_id, f"{STAGE}-{step}-generation", STAGE, result.drop_counts())
+    lines = [json.dumps({"reason": d.reason, "raw": d.raw, "source": d.source}, default=str) for d in result.drops]
+    path = f"{run.lake.root}/runs/{run.run_id}/drops/{step}.jsonl"
+    run.lake.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    run.lake.fs.pipe(path, ("\n".join(lines) + "\n").encode())
+
+
+@task(name="topic-tree", cache_policy=NO_CACHE)
+async def make_topics(run: RunContext) -> list[Row]:
+    stage = run.config.prompts
+    if stage.topics.reuse_published:
+        table = run.catalog.query("SELECT id, topic, subtopic, source FROM topics WHERE run_date = (SELECT max(run_date) FROM topics)")
+        if table.num_rows:
+            return table.to_pylist()
+    out = await generate_topics(get_chat_engine(stage.generator, run.config.models), stage, run.config.seed)
+    record_drops(run, "topics", out)
+    land_and_gate(run, "topics", out.rows, STAGE, "topics")
+    return out.rows
+
+
+@task(name="questions", task_run_name="questions-{task_type}", cache_policy=NO_CACHE)
+async def make_questions(run: RunContext, task_type: str, items: list[Row]) -> list[Row]:
+    stage = run.config.prompts
+    engine = get_chat_engine(stage.generator, run.config.models)
+    out = await generate_questions(engine, task_type, items, stage, run.config.seed)
+    record_drops(run, task_type, out)
+    settings = getattr(stage, task_type, None)
+    if TEMPLATES[task_type][1] and getattr(settings, "revise", False) and out.rows:
+        revised = await revise_questions(engine, task_type, out.rows, stage, run.config.seed)
+        record_drops(run, f"{task_type}-revise", revised)
+        return revised.rows
+    return out.rows
+
+
+@task(name="instruction-following", cache_policy=NO_CACHE)
+async def make_instruction_prompts(run: RunContext, base: list[Row]) -> list[Row]:
+    stage = run.config.prompts
+    out = await generate_instruction_prompts(get_chat_engine(stage.generator, run.config.models), base, stage, run.config.seed)
+    record_drops(run, "instruction_following", out)
+    return out.rows
+
+
+@task(name="two-turn", cache_policy=NO_CACHE)
+async def make_two_turn(run: RunContext, seeds: list[Row]) -> list[Row]:
+    stage = run.config.prompts
+    out = await generate_two_turn(get_chat_engine(stage.generator, run.config.models), seeds, stage, run.config.seed)
+    record_drops(run, "two_turn", out)
+    return out.rows
+
+
+def mix_table(rows: list[Row]) -> list[dict]:
+    counts = Counter((r["task_type"], r.get("topic") or "-") for r in rows)
+    return [{"task_type": t, "topic": topic, "rows": n} for (t, topic), n in sorted(counts.items())]
+
+
+async def generate_all(run: RunContext, seeds: list[Row], documents: list[Row]) -> list[Row]:
+    stage = run.config.prompts
+    leaves = leaf_topics(await make_topics(run))
+    jobs = [make_questions(run, t, question_items(t, leaves, stage)) for t in QUESTION_TYPES if getattr(stage, t).enabled]
+    if documents:
+        jobs.append(make_questions(run, "closed_qa", document_items(documents, stage.closed_qa.per_document)))
+    jobs.append(make_two_turn(run, seeds))
+    *question_sets, two_turn = await asyncio.gather(*jobs)
+    questions = [row for rows in question_sets for row in rows]
+    base = [r for r in questions if r["task_type"] in ("open_qa", "writing")] + seeds
+    instructed = await make_instruction_prompts(run, base)
+    return questions + instructed + two_turn + seeds
+
+
+@flow(name="prompts", log_prints=True)
+async def prompts_flow(config: RunConfig, run_date: str | None = None) -> dict:
+    """Make the `topics` and `prompts` datasets of one night, every batch through its gate."""
+    run = start_run(config, STAGE, run_date)
+    try:
+        seeds, documents = check_inputs(run)
+        record_drops(run, "seeds", seeds)
+        record_drops(run, "documents", documents)
+        rows = await generate_all(run, seeds.rows, documents.rows)
+        outcomes = land_and_gate(run, "prompts", rows, STAGE, "all")
+        record_engine_usage(run, open_engines().values())
+        mix = mix_table(rows)
+        await _report(run, mix, outcomes)
+        run.catalog.refresh_views()
+        run.catalog.finish_run(run.run_id, "completed")
+    except BaseException:
+        run.catalog.finish_run(run.run_id, "failed")
+        raise
+    finally:
+        await aclose_all()
+    per_type = Counter(r["task_type"] for r in rows)
+    print(f"prompts: {len(rows)} rows generated {dict(per_type)}; batches: {[o.get('state') for o in outcomes]}")
+    return {"run_id": run.run_id, "rows": len(rows), "per_task_type": dict(per_type), "batches": outcomes}
+
+
+async def _report(run: RunContext, mix: list[dict], outcomes: list[dict]) -> None:
+    await acreate_table_artifact(mix, key="prompts-mix", description=f"Prompt mix of {run.run_id}")
+    per_type = Counter()
+    for row in mix:
+        per_type[row["task_type"]] += row["rows"]
+    lines = [f"# Prompts of {run.run_id}", "", "| task type | rows |", "| --- | --- |"]
+    lines += [f"| {t} | {n} |" for t, n in sorted(per_type.items())]
+    lines += ["", f"Batches: {len(outcomes)}, published: {sum(o.get('state') == 'published' for o in outcomes)}"]
+    await acreate_markdown_artifact("\n".join(lines), key="prompts-summary")
