@@ -17,8 +17,8 @@ from quality.minhash import normalize_text
 from storage.schemas import HELPSTEER2_ATTRIBUTES
 
 # Role orders, as regular expressions over roles joined with '>'. A leading system turn is allowed.
-ENDS_WITH_USER = r"^(system>)?user(>assistant>user)*$"
-ENDS_WITH_ASSISTANT = r"^(system>)?user>assistant(>user>assistant)*$"
+ENDS_WITH_USER = r"^(?:system>)?user(?:>assistant>user)*$"
+ENDS_WITH_ASSISTANT = r"^(?:system>)?user>assistant(?:>user>assistant)*$"
 ASSISTANT_TURN = r"^assistant$"
 
 # dataset -> {conversation column: the role order it must follow}
