@@ -69,27 +69,36 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.1, help="server answer delay, seconds")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best of each kept")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; best of each kept")
     args = parser.parse_args()
 
     server, base_url = spawn_server(latency_s=args.latency)
     try:
         conversations = chats(args.requests)
         asyncio.run(run_floor(base_url, conversations[:64], args.concurrency))  # warm the server up
-        floor_times, engine_times = [], []
+        floor_runs, engine_runs = [], []
         for _ in range(args.rounds):
-            floor_times.append(asyncio.run(run_floor(base_url, conversations, args.concurrency)))
-            engine_times.append(asyncio.run(run_engine(base_url, conversations, args.concurrency)))
+            floor_runs.append(timed(run_floor(base_url, conversations, args.concurrency)))
+            engine_runs.append(timed(run_engine(base_url, conversations, args.concurrency)))
     finally:
         server.terminate()
         server.wait(10)
 
-    floor, engine = min(floor_times), min(engine_times)
+    floor, engine = min(t for t, _ in floor_runs), min(t for t, _ in engine_runs)
     ideal = args.requests / args.concurrency * args.latency
-    print(f"requests={args.requests} concurrency={args.concurrency} latency={args.latency}s ideal={ideal:.2f}s")
-    print("floor (raw aiohttp + semaphore) s: " + " ".join(f"{t:.3f}" for t in floor_times))
-    print("engine (OpenAIChatEngine)       s: " + " ".join(f"{t:.3f}" for t in engine_times))
+    print(f"requests={args.requests} concurrency={args.concurrency} latency={args.latency}s ideal={ideal:.2f}s "
+          f"load_avg_1m={os.getloadavg()[0]:.2f} cores={os.cpu_count()}")
+    # Client CPU explains a ratio that grows when other processes compete for the cores.
+    print("floor (raw aiohttp + semaphore) wall/cpu s: " + " ".join(f"{t:.3f}/{c:.3f}" for t, c in floor_runs))
+    print("engine (OpenAIChatEngine)       wall/cpu s: " + " ".join(f"{t:.3f}/{c:.3f}" for t, c in engine_runs))
     print(f"floor={floor:.3f}s engine={engine:.3f}s ratio={engine / floor:.3f}")
+
+
+def timed(run) -> tuple[float, float]:
+    """(wall seconds the run reports, client CPU seconds spent in it)."""
+    cpu_before = time.process_time()
+    wall = asyncio.run(run)
+    return wall, time.process_time() - cpu_before
 
 
 if __name__ == "__main__":
