@@ -75,6 +75,12 @@ class GateReport:
     def failed(self) -> list[str]:
         return [c["expectation"] for c in self.checks if not c["success"]]
 
+    def summary(self) -> dict[str, Any]:
+        """The verdict in a few fields: what flows pass on and print."""
+        return {"dataset": self.dataset, "batch_id": self.batch_id, "state": self.state, "rows_in": self.rows_in,
+                "rows_out": self.rows_out, "drops": self.drops, "failed": self.failed, "url": self.url,
+                "report_url": self.report_url}
+
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"failed": self.failed}
 
