@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engines.config import ModelSpec
-from engines.openai_http import CallFailed, ChatCompletionsCaller
+from engines.openai_http import CallFailed, ChatCompletionsCaller, token_counts
 from engines.types import ChatRequest, ChatResult, Completion
 from engines.window import AdaptiveWindow
 
@@ -118,12 +118,13 @@ class OpenAIChatEngine:
     @staticmethod
     def _take(data: dict[str, Any], result: ChatResult, limit: int | None = None) -> None:
         for choice in data["choices"][:limit]:
-            message = choice.get("message") or {}
-            text = message.get("content") or ""
+            message = choice.get("message")
+            text = message.get("content") if isinstance(message, dict) else None
+            text = text if isinstance(text, str) else ""  # a tool call or garbled message: no text
             result.completions.append(Completion(text=text, finish_reason=choice.get("finish_reason")))
-        used = data.get("usage") or {}
-        result.prompt_tokens += int(used.get("prompt_tokens") or 0)
-        result.completion_tokens += int(used.get("completion_tokens") or 0)
+        prompt_tokens, completion_tokens = token_counts(data)
+        result.prompt_tokens += prompt_tokens
+        result.completion_tokens += completion_tokens
 
     async def aclose(self) -> None:
         await self._caller.aclose()

@@ -194,12 +194,24 @@ class ChatCompletionsCaller:
 
     def _count(self, data: dict[str, Any]) -> None:
         self.usage.requests += 1
-        used = data.get("usage") or {}
-        self.usage.prompt_tokens += int(used.get("prompt_tokens") or 0)
-        self.usage.completion_tokens += int(used.get("completion_tokens") or 0)
+        prompt_tokens, completion_tokens = token_counts(data)
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.completion_tokens += completion_tokens
 
     async def aclose(self) -> None:
         await self.client.close()
+
+
+def token_counts(data: dict[str, Any]) -> tuple[int, int]:
+    """(prompt, completion) tokens of an answer; 0 where a server leaves them out or garbles them."""
+    used = data.get("usage")
+    if not isinstance(used, dict):
+        return 0, 0
+    counts = []
+    for key in ("prompt_tokens", "completion_tokens"):
+        value = used.get(key)
+        counts.append(value if isinstance(value, int) and value >= 0 else 0)
+    return counts[0], counts[1]
 
 
 def _latency_per_token(data: dict[str, Any], started: float) -> float:
@@ -207,5 +219,4 @@ def _latency_per_token(data: dict[str, Any], started: float) -> float:
 
     The 16 is an allowance for the prompt's prefill: short answers are not penalised either.
     """
-    used = data.get("usage") or {}
-    return (time.monotonic() - started) / (int(used.get("completion_tokens") or 0) + 16)
+    return (time.monotonic() - started) / (token_counts(data)[1] + 16)
