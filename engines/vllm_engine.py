@@ -74,19 +74,26 @@ class VLLMChatEngine:
 
     `llm` lets a caller hand in an `LLM` it already built (one model load per process, e.g. a
     benchmark that also calls vLLM raw); the engine then does not own it and `aclose` keeps it.
+    `llm_options` go to `LLM(...)` as they are (e.g. enforce_eager=True to skip compilation).
     """
 
     backend = "vllm"
 
-    def __init__(self, name: str, spec: ModelSpec, llm=None) -> None:
+    def __init__(self, name: str, spec: ModelSpec, llm=None, *, ignore_eos: bool = False, **llm_options: Any) -> None:
         self.name = name
         self.spec = spec
         self.model_name = spec.model or name
         self.usage = Usage()
+        self.ignore_eos = ignore_eos  # benchmarks: every row runs to max_tokens
         self._owns_llm = llm is None
-        self._llm = llm if llm is not None else _build_llm(spec, runner="generate")
+        self._llm = llm if llm is not None else _build_llm(spec, runner="generate", **llm_options)
 
-    def sampling_params(self, request: ChatRequest, **extra: Any):
+    @property
+    def llm(self):
+        """The underlying `vllm.LLM` (benchmarks call it raw next to the engine)."""
+        return self._llm
+
+    def sampling_params(self, request: ChatRequest):
         """The request's SamplingParams, unset fields taken from the spec's sampling defaults."""
         from vllm import SamplingParams
 
@@ -98,12 +105,13 @@ class VLLMChatEngine:
             max_tokens=request.max_tokens or defaults.max_tokens,
             seed=defaults.seed if request.seed is None else request.seed,
             stop=request.stop or None,
+            ignore_eos=self.ignore_eos,
         )
         if request.json_schema is not None:
             from vllm.sampling_params import StructuredOutputsParams
 
             options["structured_outputs"] = StructuredOutputsParams(json=request.json_schema)
-        return SamplingParams(**options, **extra)
+        return SamplingParams(**options)
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         if not requests:
@@ -180,13 +188,13 @@ class VLLMRewardEngine:
 
     backend = "vllm"
 
-    def __init__(self, name: str, spec: ModelSpec, llm=None) -> None:
+    def __init__(self, name: str, spec: ModelSpec, llm=None, **llm_options: Any) -> None:
         self.name = name
         self.spec = spec
         self.model_name = spec.model or name
         self.usage = Usage()
         self._owns_llm = llm is None
-        self._llm = llm if llm is not None else _build_llm(spec, runner="pooling")
+        self._llm = llm if llm is not None else _build_llm(spec, runner="pooling", **llm_options)
         hf_config = self._llm.llm_engine.model_config.hf_config
         num_labels = int(getattr(hf_config, "num_labels", len(getattr(hf_config, "id2label", {}) or {})))
         self.attributes = attribute_names(getattr(hf_config, "id2label", None), num_labels)

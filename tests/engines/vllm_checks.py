@@ -30,6 +30,11 @@ def _spec(kind: str, model: str, **extra):
     )
 
 
+# Eager mode skips torch.compile's warm-up (~40 s per model on 2 cores); the engine's code path
+# is the same, and noise from a 2-layer model gains nothing from compiling.
+LLM_OPTIONS = {"enforce_eager": True}
+
+
 def _completions(result) -> list[dict]:
     return [{"text": c.text, "finish_reason": c.finish_reason} for c in result.completions]
 
@@ -48,7 +53,7 @@ async def chat_checks(model_dir: str) -> dict:
     from engines.vllm_engine import VLLMChatEngine
 
     started = time.perf_counter()
-    engine = VLLMChatEngine("tiny-chat", _spec("chat", model_dir))
+    engine = VLLMChatEngine("tiny-chat", _spec("chat", model_dir), **LLM_OPTIONS)
     load_s = time.perf_counter() - started
 
     def sample(seed: int, **extra) -> ChatRequest:
@@ -88,7 +93,9 @@ async def reward_checks(model_dir: str) -> dict:
     from engines.vllm_engine import VLLMRewardEngine
 
     weights = {"helpfulness": 0.65, "correctness": 0.8, "coherence": 0.45, "complexity": 0.55, "verbosity": -0.4}
-    engine = VLLMRewardEngine("tiny-reward", _spec("reward", model_dir, reward_weights=weights))
+    started = time.perf_counter()
+    engine = VLLMRewardEngine("tiny-reward", _spec("reward", model_dir, reward_weights=weights), **LLM_OPTIONS)
+    load_s = time.perf_counter() - started
     conversations = [
         [*USER, {"role": "assistant", "content": "Windy, with waves."}],
         [*USER, {"role": "assistant", "content": "Calm and warm, a good day for a swim."}],
@@ -101,6 +108,7 @@ async def reward_checks(model_dir: str) -> dict:
         "results": [{"attributes": r.attributes, "reward": r.reward, "error": r.error} for r in results],
         "first_again": {"attributes": again[0].attributes, "reward": again[0].reward},
         "usage": vars(engine.usage),
+        "load_s": round(load_s, 1),
     }
     await engine.aclose()
     return report
