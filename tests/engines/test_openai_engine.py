@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from benchmarks.servers.fake_openai import spawn_server
 from engines.config import ModelSpec
 from engines.openai_chat import OpenAIChatEngine
 from engines.openai_http import parse_retry_after, token_counts
@@ -245,3 +246,18 @@ def test_api_key_comes_from_the_named_environment_variable(server, monkeypatch):
 ])
 def test_token_counts_survive_garbled_usage(usage, counts):
     assert token_counts({"usage": usage}) == counts
+
+
+def test_subprocess_server_serves_scripted_answers(tmp_path):
+    # The benchmarks start the fake server this way, with their own answer texts.
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('"first scripted"\n"second scripted"\n', encoding="utf-8")
+    proc, base_url = spawn_server(latency_s=0.0, answers_file=str(answers))
+    try:
+        spec = ModelSpec(backend="openai", base_url=base_url, model="fake", concurrency=1, timeout_s=5)
+        engine = OpenAIChatEngine("fake-model", spec)
+        results = asyncio.run(run(engine, [ask("a"), ask("b"), ask("c")]))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert [r.text for r in results] == ["first scripted", "second scripted", "first scripted"]
