@@ -19,6 +19,7 @@ from typing import Any
 from engines.config import ModelSpec
 from engines.openai_http import CallFailed, ChatCompletionsCaller
 from engines.types import HELPSTEER2_ATTRIBUTES, Message, RewardResult, aggregate_reward
+from engines.window import AdaptiveWindow
 
 
 class MalformedRewardAnswer(ValueError):
@@ -79,15 +80,18 @@ class NIMRewardEngine:
         self.usage = self._caller.usage
 
     @property
-    def window(self):
+    def window(self) -> AdaptiveWindow:
         return self._caller.window
 
     async def score(self, conversations: Sequence[list[Message]]) -> list[RewardResult]:
         started = time.monotonic()
         try:
-            return list(await asyncio.gather(*(self._score_one(c) for c in conversations)))
+            return await self._caller.loop.run(self._score_batch(list(conversations)))
         finally:
             self.usage.seconds += time.monotonic() - started
+
+    async def _score_batch(self, conversations: list[list[Message]]) -> list[RewardResult]:
+        return list(await asyncio.gather(*(self._score_one(c) for c in conversations)))
 
     async def _score_one(self, conversation: list[Message]) -> RewardResult:
         if not conversation or conversation[-1].get("role") != "assistant":

@@ -59,9 +59,12 @@ class OpenAIChatEngine:
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         started = time.monotonic()
         try:
-            return list(await asyncio.gather(*(self._chat_one(r) for r in requests)))
+            return await self._caller.loop.run(self._chat_batch(list(requests)))
         finally:
             self.usage.seconds += time.monotonic() - started
+
+    async def _chat_batch(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        return list(await asyncio.gather(*(self._chat_one(r) for r in requests)))
 
     def _payload(self, request: ChatRequest, n: int, seed: int | None) -> dict[str, Any]:
         sampling = self.spec.sampling

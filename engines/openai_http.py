@@ -30,6 +30,7 @@ import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
 from engines.config import ModelSpec
+from engines.engine_loop import EngineLoop
 from engines.types import Usage
 from engines.window import AdaptiveWindow
 
@@ -119,7 +120,8 @@ class ChatCompletionsCaller:
     """AsyncOpenAI on aiohttp + an adaptive window + retries with full-jitter backoff.
 
     `usage` counts calls (a top-up request is a call), failed calls and tokens; engines add
-    the seconds of their batches.
+    the seconds of their batches. Calls run on `self.loop` (see engines/engine_loop.py):
+    engines hand it each whole batch with `await caller.loop.run(...)`.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class ChatCompletionsCaller:
         # Start wide: self-hosted servers batch best when full, and the first 429 or 5xx
         # halves the window within one round trip (slow start would cost several).
         self.window = AdaptiveWindow(spec.concurrency, start_size=start_window)
+        self.loop = EngineLoop(spec.model or "openai")
         self.usage = Usage()
         self.retries = 0
 
@@ -199,7 +202,8 @@ class ChatCompletionsCaller:
         self.usage.completion_tokens += completion_tokens
 
     async def aclose(self) -> None:
-        await self.client.close()
+        """Close the client on the loop it lives on, then end that loop; callable from any loop."""
+        await self.loop.stop(self.client.close)
 
 
 def token_counts(data: dict[str, Any]) -> tuple[int, int]:

@@ -164,7 +164,9 @@ class FakeOpenAIServer:
         self.stop()
 
 
-def spawn_server(latency_s: float = 0.1, answers_file: str | None = None, ignore_n: bool = False):
+def spawn_server(
+    latency_s: float = 0.1, answers_file: str | None = None, ignore_n: bool = False
+) -> tuple[subprocess.Popen, str]:
     """Start the server as a subprocess; returns (process, base_url). The caller terminates it."""
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cmd = [sys.executable, "-m", "benchmarks.servers.fake_openai", "--latency", str(latency_s)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -11,7 +12,7 @@ from benchmarks.servers.fake_openai import spawn_server
 from engines.config import ModelSpec
 from engines.openai_chat import OpenAIChatEngine
 from engines.openai_http import parse_retry_after, token_counts
-from engines.types import ChatEngine, ChatRequest
+from engines.types import ChatEngine, ChatRequest, chat_sync
 from tests.engines.fault_server import FaultServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -261,3 +262,17 @@ def test_subprocess_server_serves_scripted_answers(tmp_path):
         proc.terminate()
         proc.wait(10)
     assert [r.text for r in results] == ["first scripted", "second scripted", "first scripted"]
+
+
+def test_one_engine_serves_many_event_loops_and_threads(server):
+    # Built once per process by the registry, then called through chat_sync (a new loop per
+    # call) and from Prefect's worker threads: the client stays on the engine's own loop.
+    engine = make_engine(server, concurrency=4)
+    first = chat_sync(engine, [ask("one")])
+    second = chat_sync(engine, [ask("two")])
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(lambda i: chat_sync(engine, [ask(f"t{i}")]), range(3)))
+    assert [r[0].text for r in (first, second, *threaded)] == [
+        "answer 0 to: one", "answer 0 to: two", "answer 0 to: t0", "answer 0 to: t1", "answer 0 to: t2"]
+    assert server.max_in_flight <= 4  # one window for every caller
+    asyncio.run(engine.aclose())  # from yet another loop
