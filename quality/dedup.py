@@ -35,7 +35,7 @@ SIGNATURE_SCHEMA = pa.schema([("id", pa.string()), ("band", pa.int16()), ("key",
 # Values are bound; the file list is a bound list parameter.
 PROBE_PUBLISHED = """
 SELECT n.row, bool_or(n.band = -1) AS exact, min(p.id) AS published_id
-FROM new_keys AS n JOIN read_parquet(?) AS p ON p.band = n.band AND p.key = n.key
+FROM new_keys AS n JOIN read_parquet(?) AS p ON p.key = n.key AND p.band = n.band
 GROUP BY n.row
 """
 
@@ -140,18 +140,25 @@ def published_signature_files(lake: Lake, dataset: str, exclude_batch: str | Non
     return [lake.url(p) for p in paths if not (skip and p.endswith(skip))]
 
 
+def _probe_keys(prints: Fingerprints, rows: np.ndarray, config: GateConfig) -> pa.Table:
+    """(row, band, key) of the batch rows to look up: exact hashes and/or LSH band keys."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    if config.exact_dedup:
+        parts.append((rows, np.full(len(rows), EXACT_BAND), prints.exact[rows]))
+    if config.near_dedup:
+        near, bands = rows[~prints.empty[rows]], prints.bands.shape[1]
+        parts.append((np.repeat(near, bands), np.tile(np.arange(bands), len(near)), prints.bands[near].reshape(-1)))
+    row, band, key = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
+    return pa.table({"row": pa.array(row, pa.int64()), "band": pa.array(band, pa.int16()), "key": pa.array(key, pa.int64())})
+
+
 def duplicates_of_published(lake: Lake, dataset: str, batch: str, prints: Fingerprints, rows: np.ndarray,
                             config: GateConfig) -> dict[int, tuple[str, str]]:
     """{row: (reason, published id)} for rows whose exact hash or any LSH band key was published before."""
     files = published_signature_files(lake, dataset, exclude_batch=batch)
     if not files or not len(rows):
         return {}
-    keys = signature_table(pa.array(rows.astype(str)), prints, rows)
-    if not config.exact_dedup:
-        keys = keys.filter(pc.not_equal(keys["band"], EXACT_BAND))
-    if not config.near_dedup:
-        keys = keys.filter(pc.equal(keys["band"], EXACT_BAND))
-    new_keys = pa.table({"row": keys["id"].cast(pa.int64()), "band": keys["band"], "key": keys["key"]})
+    new_keys = _probe_keys(prints, rows, config)
     conn = duckdb.connect()
     try:
         if not lake.is_local:

@@ -50,11 +50,12 @@ def expectation_specs(dataset: str, config: GateConfig) -> list[tuple[str, str, 
         ("id_unique", "ExpectColumnValuesToBeUnique", {"column": "id"}),
     ]
     for column, order in CONVERSATIONS[dataset].items():
-        specs.append((f"{column}_text_not_null", "ExpectColumnValuesToNotBeNull", {"column": f"{column}_text"}))
+        # the text's length is null exactly when the text is (a null conversation or content)
+        specs.append((f"{column}_text_not_null", "ExpectColumnValuesToNotBeNull", {"column": f"{column}_chars"}))
         specs.append((f"{column}_role_order", "ExpectColumnValuesToMatchRegex",
                       {"column": f"{column}_roles", "regex": order}))
     if dataset == "topics":
-        specs.append(("topic_text_not_null", "ExpectColumnValuesToNotBeNull", {"column": "topic_text"}))
+        specs.append(("topic_text_not_null", "ExpectColumnValuesToNotBeNull", {"column": "topic_chars"}))
     specs += [
         ("text_min_length", "ExpectColumnValuesToBeBetween",
          {"column": "shortest_text_chars", "min_value": config.min_text_chars}),
@@ -63,8 +64,8 @@ def expectation_specs(dataset: str, config: GateConfig) -> list[tuple[str, str, 
     ]
     if dataset == "preferences":
         for side in ("chosen", "rejected"):
-            specs.append((f"{side}_text_length", "ExpectColumnValueLengthsToBeBetween",
-                          {"column": f"{side}_text", "min_value": config.min_text_chars,
+            specs.append((f"{side}_text_length", "ExpectColumnValuesToBeBetween",
+                          {"column": f"{side}_chars", "min_value": config.min_text_chars,
                            "max_value": config.max_text_chars}))
         specs.append(("chosen_differs_from_rejected", "ExpectColumnValuesToBeInSet",
                       {"column": "chosen_equals_rejected", "value_set": [False]}))

@@ -13,7 +13,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from quality.minhash import normalize_text
 from storage.schemas import HELPSTEER2_ATTRIBUTES
 
 # Role orders, as regular expressions over roles joined with '>'. A leading system turn is allowed.
@@ -46,23 +45,31 @@ def _per_row(values: np.ndarray, parents: np.ndarray, rows: int, reduce: np.ufun
     return out
 
 
-def conversation_columns(name: str, conversations: pa.Array) -> dict[str, object]:
-    """roles ('user>assistant'), text (contents joined), and message lengths of one conversation column."""
+def conversation_columns(name: str, conversations: pa.Array) -> tuple[dict[str, object], pa.Array]:
+    """(roles 'user>assistant', text length and message lengths of one conversation column; its text).
+
+    The text stays an Arrow array (de-duplication reads it); GE sees only its length, which is
+    null when the text is (a null conversation or a null content).
+    """
     rows = len(conversations)
     messages = pc.list_flatten(conversations)
     parents = pc.list_parent_indices(conversations).to_numpy()
     offsets = conversations.offsets
     roles = pa.ListArray.from_arrays(offsets, messages.field("role"), mask=conversations.is_null())
     contents = pa.ListArray.from_arrays(offsets, messages.field("content"), mask=conversations.is_null())
-    lengths = pc.utf8_length(pc.utf8_trim_whitespace(messages.field("content")))
-    # a null content counts as length 0: it is an empty answer, whatever else it is
-    lengths = pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False).astype(float)
-    return {
+    content = messages.field("content")
+    # whitespace-only counts as empty; a null content as length 0: an empty answer either way
+    blank = pc.fill_null(pc.utf8_is_space(content), True)
+    lengths = pc.if_else(blank, 0, pc.fill_null(pc.utf8_length(content), 0))
+    lengths = lengths.to_numpy(zero_copy_only=False).astype(float)
+    text = pc.binary_join(contents, "\n")  # null when any content is null
+    derived = {
         f"{name}_roles": pc.binary_join(roles, ">").to_pandas(),
-        f"{name}_text": pc.binary_join(contents, "\n").to_pandas(),  # null when any content is null
+        f"{name}_chars": pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(float),
         f"{name}_shortest": _per_row(lengths, parents, rows, np.fmin),
         f"{name}_longest": _per_row(lengths, parents, rows, np.fmax),
     }
+    return derived, text
 
 
 def _attribute_matrix(struct_array: pa.Array) -> np.ndarray:
@@ -105,35 +112,58 @@ def reward_columns(dataset: str, table: pa.Table) -> dict[str, object]:
             **{a: scored[:, i] for i, a in enumerate(HELPSTEER2_ATTRIBUTES)}}
 
 
-def flatten(dataset: str, table: pa.Table) -> pd.DataFrame:
-    """One flat pandas row per batch row: id, derived text/role/length columns and reward scores."""
+def _squash(texts: pa.Array) -> pa.Array:
+    return pc.replace_substring_regex(pc.utf8_lower(texts), pattern=r"[\p{P}\p{S}\s]+", replacement="")
+
+
+def same_answer(chosen: pa.Array, rejected: pa.Array, head: int = 48, compare: int = 16) -> np.ndarray:
+    """Whether two answers are equal ignoring case, punctuation and spacing ("Yes." == "yes").
+
+    Squashing whole long answers is the gate's most expensive string work, so the first `head`
+    characters are squashed first: where both keep >= `compare` characters, those are the first
+    `compare` characters of the whole squashed answer, and a difference there settles it. Only
+    rows that agree (or are short) are squashed whole.
+    """
+    heads = [_squash(pc.utf8_slice_codeunits(t, 0, head)) for t in (chosen, rejected)]
+    short = pc.or_(pc.less(pc.utf8_length(heads[0]), compare), pc.less(pc.utf8_length(heads[1]), compare))
+    agree = pc.equal(pc.utf8_slice_codeunits(heads[0], 0, compare), pc.utf8_slice_codeunits(heads[1], 0, compare))
+    candidates = np.flatnonzero(pc.fill_null(pc.or_(short, agree), False).to_numpy(zero_copy_only=False))
+    result = np.zeros(len(chosen), dtype=bool)
+    if len(candidates):
+        index = pa.array(candidates)
+        equal = pc.equal(_squash(chosen.take(index)), _squash(rejected.take(index)))
+        result[candidates] = pc.fill_null(equal, False).to_numpy(zero_copy_only=False)
+    return result
+
+
+def flatten(dataset: str, table: pa.Table) -> tuple[pd.DataFrame, dict[str, pa.Array]]:
+    """(one flat pandas row per batch row: id, derived role/length columns, reward scores; texts as Arrow)."""
     columns: dict[str, object] = {"id": _column(table, "id").to_pandas()}
+    texts: dict[str, pa.Array] = {}
     shortest, longest = [], []
     for name in CONVERSATIONS[dataset]:
-        derived = conversation_columns(name, _column(table, name))
+        derived, texts[f"{name}_text"] = conversation_columns(name, _column(table, name))
         columns.update(derived)
         shortest.append(derived[f"{name}_shortest"])
         longest.append(derived[f"{name}_longest"])
     if dataset == "topics":
         topic = _column(table, "topic")
-        columns["topic_text"] = pc.binary_join_element_wise(
-            topic, pc.fill_null(_column(table, "subtopic"), ""), " ").to_pandas()
-        lengths = pc.utf8_length(pc.utf8_trim_whitespace(topic)).to_numpy(zero_copy_only=False)
-        shortest.append(np.asarray(lengths, dtype=float))
-        longest.append(np.asarray(lengths, dtype=float))
+        texts["topic_text"] = pc.binary_join_element_wise(topic, pc.fill_null(_column(table, "subtopic"), ""), " ")
+        lengths = pc.utf8_length(pc.utf8_trim_whitespace(topic)).to_numpy(zero_copy_only=False).astype(float)
+        columns["topic_chars"] = lengths
+        shortest.append(lengths)
+        longest.append(lengths)
     rows = table.num_rows
     with np.errstate(all="ignore"):
         columns["shortest_text_chars"] = np.fmin.reduce(shortest) if shortest else np.full(rows, np.nan)
         columns["longest_text_chars"] = np.fmax.reduce(longest) if longest else np.full(rows, np.nan)
     if dataset == "preferences":
-        # compared after normalization: "Yes." and "yes" are the same answer
-        chosen = normalize_text(pa.array(columns["chosen_text"], pa.large_string()))
-        rejected = normalize_text(pa.array(columns["rejected_text"], pa.large_string()))
-        columns["chosen_equals_rejected"] = pc.fill_null(pc.equal(chosen, rejected), False).to_pandas()
+        columns["chosen_equals_rejected"] = same_answer(texts["chosen_text"], texts["rejected_text"])
     columns.update(reward_columns(dataset, table))
     for field in table.schema:  # plain columns as they are: required-column checks see them
         if field.name not in columns and not pa.types.is_nested(field.type):
-            columns[field.name] = _column(table, field.name).to_pandas()
+            # Arrow-backed: no Python object per value for columns only checked for presence
+            columns[field.name] = _column(table, field.name).to_pandas(types_mapper=pd.ArrowDtype)
     frame = pd.DataFrame(columns)
     frame.index = pd.RangeIndex(rows)
-    return frame
+    return frame, texts

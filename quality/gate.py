@@ -68,6 +68,7 @@ class GateReport:
     dropped_rows_url: str = ""
     forced_reason: str | None = None
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat())
     great_expectations: dict = field(default_factory=dict, repr=False)
 
@@ -85,28 +86,54 @@ class GateReport:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"failed": self.failed}
 
 
+class _Stopwatch(dict):
+    """Seconds per gate step, kept in the report: a slow gate says where its time went."""
+
+    def __init__(self):
+        super().__init__()
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self[step] = round(self.get(step, 0.0) + now - self._last, 4)
+        self._last = now
+
+
+def _mark(reasons: np.ndarray, duplicate_of: np.ndarray, found: dict, ids: np.ndarray | None = None) -> None:
+    if found:
+        rows = np.fromiter(found, dtype=np.int64, count=len(found))
+        reasons[rows] = [reason for reason, _ in found.values()]
+        others = [other for _, other in found.values()]
+        duplicate_of[rows] = ids[np.asarray(others)] if ids is not None else others
+
+
 def evaluate(dataset: str, table: pa.Table, config: GateConfig, lake: Lake | None = None,
-             batch_id: str | None = None) -> Evaluation:
+             batch_id: str | None = None, timings: _Stopwatch | None = None) -> Evaluation:
     """Score and check a batch (pure but for reading published signatures when a lake is given)."""
-    frame = flatten(dataset, table)
-    reasons = low_reward_reasons(frame, config)
-    duplicate_of = pd.Series([None] * len(frame), dtype=object)
+    watch = timings if timings is not None else _Stopwatch()
+    frame, texts = flatten(dataset, table)
+    watch.lap("flatten")
+    reasons = low_reward_reasons(frame, config).to_numpy(dtype=object, copy=True)
+    duplicate_of = np.full(len(frame), None, dtype=object)
+    watch.lap("reward_gate")
     prints = None
     if (config.exact_dedup or config.near_dedup) and len(frame):
-        texts = pa.array(frame[DEDUP_TEXT[dataset]], pa.large_string())
-        prints = dedup.fingerprint(texts, config)
-        ids = frame["id"]
-        rows = np.flatnonzero(reasons.isna().to_numpy())  # a low-reward row never stands for its group
-        for row, (reason, earlier) in dedup.duplicates_within(texts, prints, rows, config).items():
-            reasons[row], duplicate_of[row] = reason, ids[earlier]
+        text = texts[DEDUP_TEXT[dataset]]
+        prints = dedup.fingerprint(text, config)
+        watch.lap("fingerprints")
+        rows = np.flatnonzero(pd.isna(reasons))  # a low-reward row never stands for its group
+        _mark(reasons, duplicate_of, dedup.duplicates_within(text, prints, rows, config), frame["id"].to_numpy())
+        watch.lap("dedup_within_batch")
         if lake is not None and config.dedup_against_published:
-            rows = np.flatnonzero(reasons.isna().to_numpy())
-            for row, (reason, published) in dedup.duplicates_of_published(lake, dataset, batch_id, prints, rows, config).items():
-                reasons[row], duplicate_of[row] = reason, published
+            rows = np.flatnonzero(pd.isna(reasons))
+            _mark(reasons, duplicate_of, dedup.duplicates_of_published(lake, dataset, batch_id, prints, rows, config))
+            watch.lap("dedup_against_published")
+    reasons, duplicate_of = pd.Series(reasons, dtype=object), pd.Series(duplicate_of, dtype=object)
     frame["accepted"] = reasons.isna().astype(float)
     checks, ge_result = validate(dataset, frame, config)
     kept = reasons.isna().to_numpy()
     checks += [limit.as_record() for limit in batch_reward_limits(frame, kept, config)]
+    watch.lap("expectations")
     return Evaluation(frame, reasons, duplicate_of, checks, ge_result, prints)
 
 
@@ -143,9 +170,11 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
     the reason is kept in the report and in the catalog's gate results.
     """
     started = time.perf_counter()
+    watch = _Stopwatch()
     gate_config = _gate_config(config, staged.dataset)
     table = lake.read_staged(staged)
-    evaluation = evaluate(staged.dataset, table, gate_config, lake, staged.batch_id)
+    watch.lap("read")
+    evaluation = evaluate(staged.dataset, table, gate_config, lake, staged.batch_id, watch)
     kept = evaluation.kept
     checks = list(evaluation.checks)
     if force_reason:
@@ -166,13 +195,14 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
             dedup.write_signatures(lake, staged.dataset, staged.batch_id,
                                    dedup.signature_table(pa.array(evaluation.frame["id"]), evaluation.prints, np.flatnonzero(kept)))
         report.url = lake.publish(staged)
-        report.seconds = time.perf_counter() - started
+        watch.lap("write_and_publish")
+        report.seconds, report.timings = time.perf_counter() - started, dict(watch)
         report.report_url = _report_url(lake, "published", staged)
         lake.write_report("published", staged, report.to_dict())
     else:
         report.drops = {**report.drops, "quarantined": table.num_rows - sum(report.drops.values())}
         dedup.remove_signatures(lake, staged.dataset, staged.batch_id)
-        report.seconds = time.perf_counter() - started
+        report.seconds, report.timings = time.perf_counter() - started, dict(watch)
         report.report_url = _report_url(lake, "quarantine", staged)
         report.url = lake.quarantine(staged, report.to_dict())
     if catalog is not None:
