@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,7 @@ class VLLMChatEngine:
         self.model_name = spec.model or name
         self.usage = Usage()
         self.ignore_eos = ignore_eos  # benchmarks: every row runs to max_tokens
+        self._lock = threading.Lock()  # one LLM call at a time: vllm.LLM is not thread-safe
         self._owns_llm = llm is None
         self._llm = llm if llm is not None else _build_llm(spec, runner="generate", **llm_options)
 
@@ -117,9 +119,15 @@ class VLLMChatEngine:
         if not requests:
             return []
         started = time.perf_counter()
-        results = await asyncio.to_thread(self._chat_blocking, list(requests))
+        results = await asyncio.to_thread(self._chat_locked, list(requests))
         self._count(results, time.perf_counter() - started)
         return results
+
+    def _chat_locked(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        with self._lock:
+            if self._llm is None:
+                raise RuntimeError(f"vllm engine {self.name!r} is closed")
+            return self._chat_blocking(requests)
 
     def _chat_blocking(self, requests: list[ChatRequest]) -> list[ChatResult]:
         try:
@@ -148,9 +156,13 @@ class VLLMChatEngine:
         )
 
     async def aclose(self) -> None:
-        llm, self._llm = self._llm, None
-        if self._owns_llm:
-            await asyncio.to_thread(_release, llm)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:  # waits for a running call rather than freeing the LLM under it
+            llm, self._llm = self._llm, None
+            if self._owns_llm:
+                _release(llm)
 
 
 def _chat_result(out, model_name: str) -> ChatResult:
@@ -193,6 +205,7 @@ class VLLMRewardEngine:
         self.spec = spec
         self.model_name = spec.model or name
         self.usage = Usage()
+        self._lock = threading.Lock()  # one LLM call at a time: vllm.LLM is not thread-safe
         self._owns_llm = llm is None
         self._llm = llm if llm is not None else _build_llm(spec, runner="pooling", **llm_options)
         hf_config = self._llm.llm_engine.model_config.hf_config
@@ -222,6 +235,12 @@ class VLLMRewardEngine:
         return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _score_blocking(self, conversations: list[list[Message]]) -> tuple[list[RewardResult], int]:
+        with self._lock:
+            if self._llm is None:
+                raise RuntimeError(f"vllm engine {self.name!r} is closed")
+            return self._score_locked(conversations)
+
+    def _score_locked(self, conversations: list[list[Message]]) -> tuple[list[RewardResult], int]:
         from vllm import PoolingParams
 
         results: list[RewardResult | None] = [None] * len(conversations)
@@ -256,6 +275,10 @@ class VLLMRewardEngine:
         return RewardResult(attributes=attributes, reward=aggregate_reward(attributes, self.spec.reward_weights))
 
     async def aclose(self) -> None:
-        llm, self._llm = self._llm, None
-        if self._owns_llm:
-            await asyncio.to_thread(_release, llm)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:  # waits for a running call rather than freeing the LLM under it
+            llm, self._llm = self._llm, None
+            if self._owns_llm:
+                _release(llm)
