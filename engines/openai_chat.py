@@ -92,7 +92,7 @@ class OpenAIChatEngine:
             if request.n > 1 and self.server_ignores_n:
                 await self._top_up(request, seed, result, have=0)
                 return result
-            self._take(await self._caller.call(self._payload(request, request.n, seed)), result)
+            self._take(await self._caller.call(self._payload(request, request.n, seed)), result, limit=request.n)
             if len(result.completions) < request.n:
                 self.server_ignores_n = True
                 await self._top_up(request, seed, result, have=len(result.completions))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from engines.config import ModelSpec
+from engines.judge_reward import LLMJudgeRewardEngine
 from engines.openai_chat import OpenAIChatEngine
 from engines.tiny import build_tiny_models
 from engines.types import ChatRequest
@@ -136,3 +137,19 @@ def test_a_wrong_model_name_is_a_clear_error_not_retried(served_model):
     assert base_url in result.error and "'not-the-served-model'" in result.error
     assert "http 400 after 1 try" in result.error
     assert engine.retries == 0
+
+
+def test_llm_judge_over_the_served_model_records_errors_for_noise(served_model):
+    # The tiny model writes noise: every grade is an error with the raw text kept, none a crash.
+    async def go():
+        engine = make_engine(served_model)
+        judge = LLMJudgeRewardEngine("judge", ModelSpec(kind="reward", backend="llm-judge", judge="tiny"), engine)
+        conversations = [[{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]] * 2
+        try:
+            return await judge.score(conversations)
+        finally:
+            await engine.aclose()
+
+    results = asyncio.run(go())
+    assert len(results) == 2
+    assert all(r.ok or "judge answer unusable" in r.error for r in results)
