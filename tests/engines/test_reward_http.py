@@ -215,7 +215,7 @@ def test_judge_prompt_request_and_lineage():
     assert "What is 2+2?" in prompt and "Four." in prompt and "{" in prompt
     assert first.json_schema == JUDGE_SCHEMA and first.temperature == 0.0
     assert len(engine.chat_engine.requests) == 2  # nothing asked for the turn that cannot be scored
-    assert engine.template_version == "engines.judge_attributes@1"
+    assert engine.template_version == "engines.judge_attributes@2"
     assert engine.usage.requests == 3 and engine.usage.errors == 2 and engine.usage.prompt_tokens == 50
 
 
@@ -223,3 +223,11 @@ def test_parse_judge_answer_names_every_attribute():
     assert set(parse_judge_answer(CLEAN)) == set(HELPSTEER2_ATTRIBUTES)
     with pytest.raises(UnusableJudgeAnswer):
         parse_judge_answer("[1, 2, 3]")
+
+
+def test_a_judge_that_parrots_the_prompt_gets_no_grades():
+    # Small models often echo their prompt; the template's example must not parse as grades.
+    engine = judge_engine([None])
+    prompt = engine.request_for(scored("Four.")).messages[0]["content"]
+    with pytest.raises(UnusableJudgeAnswer):
+        parse_judge_answer(prompt)
