@@ -276,3 +276,18 @@ def test_one_engine_serves_many_event_loops_and_threads(server):
         "answer 0 to: one", "answer 0 to: two", "answer 0 to: t0", "answer 0 to: t1", "answer 0 to: t2"]
     assert server.max_in_flight <= 4  # one window for every caller
     asyncio.run(engine.aclose())  # from yet another loop
+
+
+def test_a_cancelled_batch_gives_every_window_slot_back(server):
+    server.latency_s = 2.0
+    engine = make_engine(server, concurrency=4)
+
+    async def cancel_midway():
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(engine.chat([ask(f"q{i}") for i in range(20)]), 0.3)
+        await asyncio.sleep(0.2)  # the engine's loop unwinds the cancelled requests
+        slots = engine.window.in_flight
+        await engine.aclose()
+        return slots
+
+    assert asyncio.run(cancel_midway()) == 0
