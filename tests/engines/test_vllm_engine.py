@@ -42,10 +42,13 @@ def _vllm_python() -> Path:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
     python = _vllm_python()
-    from engines.tiny import build_tiny_models
+    from engines.tiny import build_tiny_models, build_tiny_reward_model
 
-    models = build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+    folder = tmp_path_factory.mktemp("tiny-models")
+    models = build_tiny_models(folder)
+    plain = build_tiny_reward_model(folder / "plain-reward", num_labels=1)
     command = [str(python), str(CHECKS), "--chat", str(models["chat"]), "--reward", str(models["reward"])]
+    command += ["--plain-reward", str(plain)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith(REPORT_MARKER)]
@@ -116,3 +119,11 @@ def test_rewards_give_five_attributes_and_the_weighted_aggregate(report):
     assert not math.isclose(sum(reward["results"][0]["attributes"].values()), 1.0, abs_tol=1e-3)
     assert reward["results"][0]["attributes"] != reward["results"][1]["attributes"]
     assert reward["first_again"]["attributes"] == pytest.approx(reward["results"][0]["attributes"], abs=1e-3)
+
+
+def test_a_one_output_head_is_a_plain_reward(report):
+    plain = report["plain_reward"]
+    assert plain["attribute_names"] == ["reward"]
+    (result,) = plain["results"]
+    assert result["error"] is None and result["attributes"] == {}
+    assert isinstance(result["reward"], float)

