@@ -3,8 +3,9 @@
 Published fingerprints live in the lake, one Parquet per published batch:
     <root>/signatures/dataset=<name>/<batch_id>.parquet   columns (id, band, key)
 band -1 holds the exact hash of the normalized text; bands 0..b-1 hold MinHash LSH band keys.
-Probing is one DuckDB hash join of the new batch's keys against those files, so a million
-published rows cost a scan of int64 columns, never a million MinHash objects in memory.
+Probing looks the new batch's keys up in a sorted int64 index of those files, built once per
+process and topped up as batches publish (quality.signature_index); past its memory cap it is one
+DuckDB hash join streamed over the files. Never a million MinHash objects in memory.
 
 Against published rows, an LSH band match is the verdict (as datasketch's MinHashLSH.query
 returns candidates unverified): full signatures are not kept, only band keys. Within a batch the
@@ -26,6 +27,7 @@ import pyarrow.parquet as pq
 
 from quality.config import GateConfig
 from quality.minhash import fingerprint_bands, fingerprints, normalize_text  # noqa: F401 (re-exported)
+from quality.signature_index import index_for
 from storage.lake import Lake, check_batch_id
 from storage.schemas import check_dataset_name
 
@@ -34,9 +36,9 @@ SIGNATURE_SCHEMA = pa.schema([("id", pa.string()), ("band", pa.int16()), ("key",
 
 # Values are bound; the file list is a bound list parameter.
 PROBE_PUBLISHED = """
-SELECT n.row, bool_or(n.band = -1) AS exact, min(p.id) AS published_id
+SELECT n.row, n.band, min(p.id) AS id
 FROM new_keys AS n JOIN read_parquet(?) AS p ON p.key = n.key AND p.band = n.band
-GROUP BY n.row
+GROUP BY n.row, n.band
 """
 
 
@@ -69,18 +71,19 @@ def duplicates_within(texts: pa.Array, prints: Fingerprints, rows: np.ndarray, c
         return found
     if config.exact_dedup:
         frame = pd.DataFrame({"row": rows, "hash": prints.exact[rows]})
-        first = frame.groupby("hash")["row"].transform("min")
-        for row, original in zip(frame["row"], first):
-            if row != original:
-                found[int(row)] = ("exact_duplicate", int(original))
+        frame["first"] = frame.groupby("hash")["row"].transform("min")
+        repeats = frame[frame["first"] != frame["row"]]
+        found.update((row, ("exact_duplicate", first)) for row, first in zip(repeats["row"].tolist(), repeats["first"].tolist()))
     if not config.near_dedup:
         return found
-    left = np.array([r for r in rows if r not in found and not prints.empty[r]], dtype=np.int64)
-    pairs = set()
-    for band in range(prints.bands.shape[1]):
-        frame = pd.DataFrame({"row": left, "key": prints.bands[left, band]})
-        first = frame.groupby("key")["row"].transform("min").to_numpy()
-        pairs.update((int(a), int(b)) for a, b in zip(first, frame["row"]) if a != b)
+    left = rows[~np.isin(rows, np.fromiter(found, dtype=np.int64, count=len(found)))]
+    left = left[~prints.empty[left]]
+    bands = prints.bands.shape[1]
+    # band keys mix in their band number, so one grouping over every (row, key) finds each bucket's first row
+    frame = pd.DataFrame({"row": np.repeat(left, bands), "key": prints.bands[left].reshape(-1)})
+    frame["first"] = frame.groupby("key")["row"].transform("min")
+    frame = frame[frame["first"] != frame["row"]]
+    pairs = set(zip(frame["first"].tolist(), frame["row"].tolist()))
     if not pairs:
         return found
     involved = sorted({r for pair in pairs for r in pair})
@@ -131,13 +134,12 @@ def remove_signatures(lake: Lake, dataset: str, batch: str) -> None:
         lake.fs.rm(path)
 
 
-def published_signature_files(lake: Lake, dataset: str, exclude_batch: str | None = None) -> list[str]:
-    """Signature files of published batches, except the batch being gated (a rerun is not its own dup)."""
+def published_signature_files(lake: Lake, dataset: str) -> list[str]:
+    """Signature files of published batches (the gate skips the one of the batch it gates: a rerun
+    is not its own duplicate)."""
     if not lake.is_local:
         lake.fs.invalidate_cache()
-    paths = sorted(lake.fs.glob(f"{signatures_dir(lake, dataset)}/*.parquet"))
-    skip = f"/{exclude_batch}.parquet" if exclude_batch else None
-    return [lake.url(p) for p in paths if not (skip and p.endswith(skip))]
+    return [lake.url(p) for p in sorted(lake.fs.glob(f"{signatures_dir(lake, dataset)}/*.parquet"))]
 
 
 def _probe_keys(prints: Fingerprints, rows: np.ndarray, config: GateConfig) -> pa.Table:
@@ -155,17 +157,31 @@ def _probe_keys(prints: Fingerprints, rows: np.ndarray, config: GateConfig) -> p
 def duplicates_of_published(lake: Lake, dataset: str, batch: str, prints: Fingerprints, rows: np.ndarray,
                             config: GateConfig) -> dict[int, tuple[str, str]]:
     """{row: (reason, published id)} for rows whose exact hash or any LSH band key was published before."""
-    files = published_signature_files(lake, dataset, exclude_batch=batch)
+    files = published_signature_files(lake, dataset)
+    own = f"{signatures_dir(lake, dataset)}/{check_batch_id(batch)}.parquet" if batch else None
     if not files or not len(rows):
         return {}
-    new_keys = _probe_keys(prints, rows, config)
+    probe = _probe_keys(prints, rows, config)
+    index = index_for(lake, dataset)
+    if index.refresh(files):
+        found, where, at = index.lookup(probe["key"].to_numpy(), probe["band"].to_numpy(), lake.url(own) if own else None)
+        hits = pd.DataFrame({"row": probe["row"].to_numpy()[found], "band": probe["band"].to_numpy()[found],
+                             "id": index.ids(where[found], at[found])})
+    else:  # too large to cache: stream the files through DuckDB
+        hits = _probe_with_duckdb(lake, [f for f in files if not (own and f == lake.url(own))], probe)
+    hits = hits.sort_values(["row", "band"]).drop_duplicates("row")  # band -1 (exact) first
+    return {int(row): ("exact_duplicate_of_published" if band == EXACT_BAND else "near_duplicate_of_published", pid)
+            for row, band, pid in zip(hits["row"], hits["band"], hits["id"])}
+
+
+def _probe_with_duckdb(lake: Lake, files: list[str], probe: pa.Table) -> pd.DataFrame:
+    if not files:
+        return pd.DataFrame({"row": [], "band": [], "id": []})
     conn = duckdb.connect()
     try:
         if not lake.is_local:
             conn.register_filesystem(lake.fs)
-        conn.register("new_keys", new_keys)
-        matches = conn.execute(PROBE_PUBLISHED, [files]).fetchall()
+        conn.register("new_keys", probe)
+        return conn.execute(PROBE_PUBLISHED, [files]).df()
     finally:
         conn.close()
-    return {int(row): ("exact_duplicate_of_published" if exact else "near_duplicate_of_published", published)
-            for row, exact, published in matches}

@@ -13,6 +13,7 @@ import pytest
 
 from quality.config import GateConfig, QualityConfig
 from quality.gate import run_gate
+from quality.signature_index import forget_indexes
 from storage.lake import Lake
 from storage.schemas import SCHEMAS, empty_table
 from tests.quality.conftest import RUN_DATE, dialogue_rows, preference_rows, prompt_rows, sentence
@@ -185,9 +186,20 @@ def test_mean_reward_limit_quarantines(lake, catalog):
     assert report.state == "quarantined" and report.failed == ["mean_reward_of_kept_rows"]
 
 
-def test_dedup_against_published_survives_a_new_lake_object(lake_config, lake, catalog):
+@pytest.fixture(params=["index", "duckdb"])
+def probe_path(request, monkeypatch):
+    """Both ways of probing published signatures: the in-process index, and DuckDB past its cap."""
+    forget_indexes()
+    if request.param == "duckdb":
+        monkeypatch.setattr("quality.signature_index.MAX_INDEX_KEYS", 0)
+    yield request.param
+    forget_indexes()
+
+
+def test_dedup_against_published_survives_a_new_lake_object(lake_config, lake, catalog, probe_path):
     first = preference_rows(batch="first")
     assert _gate(lake, catalog, "preferences", first, batch="first").state == "published"
+    forget_indexes()
     fresh = Lake(lake_config)  # as a new process would: nothing carried over in memory
     second = preference_rows(seed=9, batch="second")
     second[0]["prompt"] = copy.deepcopy(first[4]["prompt"])
@@ -196,6 +208,7 @@ def test_dedup_against_published_survives_a_new_lake_object(lake_config, lake, c
     first_long[0]["prompt"] = [{"role": "user", "content": words}]
     assert _gate(fresh, catalog, "preferences", first_long, batch="third").state == "published"
     second[1]["prompt"] = [{"role": "user", "content": words.replace(words.split()[-1], "zebra", 1)}]
+    forget_indexes()
     report = _gate(Lake(lake_config), catalog, "preferences", second, batch="second")
     assert report.state == "published"
     assert report.drops == {"exact_duplicate_of_published": 1, "near_duplicate_of_published": 1}
