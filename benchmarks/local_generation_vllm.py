@@ -54,6 +54,13 @@ def run_engine(engine, chats, tokens: int) -> tuple[float, int]:
 
 
 def main() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        # `make bench` runs every script with the main .venv; local_generation.py already runs
+        # this one with .venv-vllm's interpreter, so say so here instead of failing or repeating.
+        print("vllm is not importable here: run with .venv-vllm/bin/python (local_generation.py does)")
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chats", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=64)
