@@ -81,10 +81,14 @@ class SignatureIndex:
         files = np.full(len(keys), -1, dtype=np.int32)
         rows = np.full(len(keys), -1, dtype=np.int32)
         skip = self.paths.index(skip_file) if skip_file in self.paths else -2
+        # sorted needles walk the index in order: ~10x faster than random probes into 100s of MB
+        order = np.argsort(keys)
         for part in self.parts:
-            position = np.minimum(np.searchsorted(part.keys, keys), max(len(part.keys) - 1, 0))
             if not len(part.keys):
                 continue
+            position = np.empty(len(keys), dtype=np.int64)
+            position[order] = np.searchsorted(part.keys, keys[order])
+            position = np.minimum(position, len(part.keys) - 1)
             hit = (part.keys[position] == keys) & (part.bands[position] == bands) & (part.files[position] != skip)
             new = hit & ~found
             found |= new
