@@ -28,7 +28,11 @@ from engines.types import (
 )
 
 
-def _new_llm(spec: ModelSpec, **extra: Any):
+_live_llms = 0  # engines' own LLMs still open: process-wide vLLM state is torn down at zero
+
+
+def _build_llm(spec: ModelSpec, **llm_options: Any):
+    global _live_llms
     from vllm import LLM
 
     options: dict[str, Any] = dict(
@@ -40,15 +44,7 @@ def _new_llm(spec: ModelSpec, **extra: Any):
     )
     if spec.max_model_len is not None:
         options["max_model_len"] = spec.max_model_len
-    return LLM(**options, **extra)
-
-
-_live_llms = 0  # engines' own LLMs still open: process-wide vLLM state is torn down at zero
-
-
-def _build_llm(spec: ModelSpec, **extra: Any):
-    global _live_llms
-    llm = _new_llm(spec, **extra)
+    llm = LLM(**options, **llm_options)
     _live_llms += 1
     return llm
 
