@@ -18,7 +18,7 @@ def recent_reports(lake: Lake, last: int = 20, dataset: str | None = None) -> li
     for area in ("published", "quarantine"):
         for batch in lake.list_batches(area, dataset):
             if batch["report_url"]:
-                with lake.fs.open(batch["report_url"].split("://", 1)[-1] if not lake.is_local else batch["report_url"]) as handle:
+                with lake.fs.open(batch["report_url"]) as handle:
                     reports.append(json.load(handle))
     reports.sort(key=lambda r: r.get("created_at", ""), reverse=True)
     return reports[:last]

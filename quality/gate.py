@@ -9,6 +9,7 @@ whole batch. Every input row ends published, dropped with a reason, or quarantin
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -137,16 +138,24 @@ def evaluate(dataset: str, table: pa.Table, config: GateConfig, lake: Lake | Non
     return Evaluation(frame, reasons, duplicate_of, checks, ge_result, prints)
 
 
+def _dropped_path(lake: Lake, staged: StagedBatch) -> str:
+    return f"{lake.root}/drops/dataset={staged.dataset}/run_date={staged.run_date}/{staged.batch_id}.parquet"
+
+
+def _remove_dropped(lake: Lake, staged: StagedBatch) -> None:
+    if lake.fs.exists(_dropped_path(lake, staged)):
+        lake.fs.rm(_dropped_path(lake, staged))
+
+
 def _write_dropped(lake: Lake, staged: StagedBatch, table: pa.Table, evaluation: Evaluation) -> str:
     """The dropped rows, whole, with their reason: outside published/, so readers never see them."""
     rows = np.flatnonzero(~evaluation.kept)
     dropped = table.take(pa.array(rows))
     dropped = dropped.append_column("drop_reason", pa.array(evaluation.reasons.iloc[rows].tolist(), pa.string()))
     dropped = dropped.append_column("duplicate_of", pa.array(evaluation.duplicate_of.iloc[rows].tolist(), pa.string()))
-    folder = f"{lake.root}/drops/dataset={staged.dataset}/run_date={staged.run_date}"
-    path = f"{folder}/{staged.batch_id}.parquet"
+    path = _dropped_path(lake, staged)
     if lake.is_local:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     with lake.fs.open(path, "wb") as handle:
         pq.write_table(dropped, handle, compression="zstd")
     return lake.url(path)
@@ -186,6 +195,7 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
                         evaluation.drop_counts(), checks, reward_statistics(evaluation.frame, kept),
                         forced_reason=force_reason, great_expectations=evaluation.ge_result)
     if publish:
+        _remove_dropped(lake, staged)  # a re-landing's earlier drops no longer describe this batch
         if not kept.all():
             report.dropped_rows_url = _write_dropped(lake, staged, table, evaluation)
             # rewrite staging with the kept rows only; an untouched batch is published byte for byte
@@ -211,9 +221,13 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
     return report
 
 
+def _json(value: Any) -> str | None:
+    return None if value is None else value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 def _record(catalog: Any, staged: StagedBatch, report: GateReport) -> None:
     with catalog.writing():  # one transaction for the whole verdict
         catalog.record_gate_results(report.batch_id, [
-            {**c, "details": c.get("details") or None} for c in report.checks])
+            {**c, "observed": _json(c.get("observed")), "details": _json(c.get("details") or None)} for c in report.checks])
         catalog.record_drops(report.run_id, report.batch_id, f"gate:{report.dataset}", report.drops)
         catalog.record_batch(staged, report.state, report.run_id, report.url)
