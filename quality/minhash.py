@@ -133,14 +133,14 @@ def _densify(signature: np.ndarray) -> np.ndarray:
     rows, bins = signature.shape
     columns = np.ascontiguousarray(signature.T)
     full = columns != _EMPTY
-    carry = np.full(rows, _EMPTY, dtype=np.uint32)
-    # walk right to left twice: the first lap finds each row's wrap-around donor, the second writes
+    # walking right to left, the bin after the last one is bin 0: start from the first full bin's
+    # value, shifted by its distance from bin 0, and one lap fills every empty bin
+    first = full.argmax(axis=0)
     with np.errstate(over="ignore"):
-        for lap in range(2):
-            for j in range(bins - 1, -1, -1):
-                carry = np.where(full[j], columns[j], carry + _BORROW_STEP)
-                if lap:
-                    columns[j] = np.where(full[j], columns[j], carry)
+        carry = columns[first, np.arange(rows)] + first.astype(np.uint32) * _BORROW_STEP
+        for j in range(bins - 1, -1, -1):
+            carry = np.where(full[j], columns[j], carry + _BORROW_STEP)
+            columns[j] = carry
     columns[:, ~full.any(axis=0)] = _EMPTY  # no shingle at all: nothing to borrow
     return np.ascontiguousarray(columns.T)
 
