@@ -44,7 +44,7 @@ def run(
 
     from flows.nightly import nightly_flow
 
-    summary = asyncio.run(nightly_flow(_config(config), run_date))
+    summary = asyncio.run(nightly_flow(config=_config(config), run_date=run_date))
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
@@ -75,10 +75,6 @@ def models_default() -> None:
     typer.echo(str(embedded_model_dir()))
 
 
-# Commands of the lake and the gates live beside their packages' CLIs.
-for _module in ("flows.cli_lake", "flows.cli_quality"):
-    try:
-        __import__(_module)
-    except ModuleNotFoundError as exc:  # not built yet in this checkout
-        if exc.name != _module:
-            raise
+# Commands of the lake and the gates live in their own modules; importing them registers them.
+import flows.cli_lake  # noqa: E402,F401
+import flows.cli_quality  # noqa: E402,F401

@@ -6,14 +6,18 @@ import datetime as dt
 
 from prefect import flow
 
-from flows.config import RunConfig
+from flows.config import RunConfig, load_config
 from flows.prompts import prompts_flow
 
 
 @flow(name="nightly", log_prints=True)
-async def nightly_flow(config: RunConfig, run_date: str | None = None) -> dict:
+async def nightly_flow(config: RunConfig | None = None, config_file: str | None = None, run_date: str | None = None) -> dict:
+    """One night of data. A deployment names its run config by `config_file` (a YAML path relative to
+    the working directory) or passes it inline as `config`; neither means every default."""
+    if config is None:
+        config = load_config(config_file)
     run_date = run_date or dt.datetime.now(dt.UTC).date().isoformat()
-    summary = {"run_date": run_date}
+    summary = {"run_date": run_date, "config": config.name}
     if config.prompts.enabled:
         summary["prompts"] = await prompts_flow(config, run_date)
     return summary
