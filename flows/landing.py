@@ -1,58 +1,59 @@
-"""Rows -> batches -> staging -> gate -> published or quarantined, one batch at a time.
+"""The landing task: rows -> batches -> staging -> gate -> published or quarantined.
 
-Each batch gets a deterministic id from (run, stage, shard, config), so a retried task or a
-rerun night overwrites the same objects instead of adding rows twice.
+The gate is CPU work (GE, MinHash, Parquet). A flow that drives model requests from its event
+loop would lose them to the GIL while a gate runs, so gates run in one worker process
+(`GateWorker`), one batch at a time: gates of a dataset see each other's signatures in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+import asyncio
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.batches import chunks, land_batch, prepare_gates
 from flows.run_context import RunContext
-from quality.gate import run_gate
-from storage.lake import batch_id
-
-LINEAGE_DEFAULTS = {
-    "model": None, "backend": None, "sampling": None, "template_id": None, "template_version": None, "seed": None,
-}
+from quality.artifacts import apublish_artifacts
+from quality.config import GateConfig
+from quality.gate import GateReport
 
 
-def chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+class GateWorker:
+    """A process that stages and gates batches; it imports GE and builds the suites as it starts,
+    while the flow's first model requests are in flight."""
+
+    def __init__(self, gates: dict[str, GateConfig]) -> None:
+        # spawn, not fork: the flow process has threads (engine loops, Prefect's) that fork would copy mid-state
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=prepare_gates, initargs=(gates,))
+        self._pool.submit(int)  # start the process now, not at the first batch
+
+    async def land(self, run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str) -> GateReport:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, land_batch, run, dataset, list(rows), stage, shard)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)  # its exit (GE teardown) need not hold the flow
 
 
-def stamp(rows: Sequence[dict], run: RunContext, stage: str, batch: str) -> list[dict]:
-    """Fill the lineage every row carries (DESIGN.md) and drop working fields the schema lacks."""
-    common = {"run_id": run.run_id, "batch_id": batch, "stage": stage, "created_at": run.created_at}
-    return [{**LINEAGE_DEFAULTS, **row, **common} for row in rows]
+@task(name="land-and-gate", task_run_name="land-{dataset}-{shard}", retries=2, retry_delay_seconds=2,
+      cache_policy=NO_CACHE)
+async def land_and_gate(run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str,
+                        worker: GateWorker | None = None) -> list[dict]:
+    """Land `rows` in batches of the stage's batch size; each batch passes its gate or is quarantined.
 
-
-@task(name="land-and-gate", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def land_and_gate(run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str) -> list[dict]:
-    """Land `rows` in batches of the stage's batch size; each batch passes its gate or is quarantined."""
-    size = run.config.prompts.batch_size
+    With a `worker` the gates run in its process; without one, in a thread of this process.
+    """
     outcomes = []
-    for index, chunk in enumerate(chunks(rows, size)):
-        batch = batch_id(run.run_id, stage, f"{dataset}-{shard}-{index}", run.fingerprint)
-        staged = run.lake.stage_batch(dataset, run.run_date, batch, _only_schema(dataset, stamp(chunk, run, stage, batch)))
-        run.catalog.record_batch(staged, "staged", run.run_id)
-        report = run_gate(run.lake, run.catalog, staged, run.config.quality.for_dataset(dataset), run.run_id)
-        outcomes.append(report_summary(report))
+    for index, chunk in enumerate(chunks(rows, run.config.prompts.batch_size)):
+        if worker is not None:
+            report = await worker.land(run, dataset, chunk, stage, f"{shard}-{index}")
+        else:
+            report = await asyncio.to_thread(land_batch, run, dataset, chunk, stage, f"{shard}-{index}")
+        await apublish_artifacts(report.to_dict())
+        outcomes.append(report.summary())
     return outcomes
-
-
-def _only_schema(dataset: str, rows: list[dict]) -> list[dict]:
-    from storage.schemas import SCHEMAS
-
-    names = SCHEMAS[dataset].names
-    return [{name: row.get(name) for name in names} for row in rows]
-
-
-def report_summary(report: Any) -> dict:
-    summary = report.summary() if hasattr(report, "summary") else dict(report)
-    return summary

@@ -10,10 +10,11 @@ from collections import Counter
 from prefect import flow, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from engines.registry import aclose_all, get_chat_engine, open_engines
 from flows.config import RunConfig
-from flows.landing import land_and_gate
+from flows.landing import GateWorker, land_and_gate
 from flows.run_context import RunContext, record_engine_usage, start_run
 from tasks.llm_step import Row, StepResult
 from tasks.prompts.common import TEMPLATE_DIR
@@ -51,16 +52,15 @@ def record_drops(run: RunContext, step: str, result: StepResult) -> None:
 
 
 @task(name="topic-tree", cache_policy=NO_CACHE)
-async def make_topics(run: RunContext) -> list[Row]:
+async def make_topics(run: RunContext) -> StepResult:
     stage = run.config.prompts
     if stage.topics.reuse_published:
         table = run.catalog.query("SELECT id, topic, subtopic, source FROM topics WHERE run_date = (SELECT max(run_date) FROM topics)")
         if table.num_rows:
-            return table.to_pylist()
+            return StepResult(rows=table.to_pylist(), reused=True)
     out = await generate_topics(get_chat_engine(stage.generator, run.config.models), stage, run.config.seed)
     record_drops(run, "topics", out)
-    land_and_gate(run, "topics", out.rows, STAGE, "topics")
-    return out.rows
+    return out
 
 
 @task(name="questions", task_run_name="questions-{task_type}", cache_policy=NO_CACHE)
@@ -77,11 +77,12 @@ async def make_questions(run: RunContext, task_type: str, items: list[Row]) -> l
     return out.rows
 
 
-@task(name="instruction-following", cache_policy=NO_CACHE)
-async def make_instruction_prompts(run: RunContext, base: list[Row]) -> list[Row]:
+@task(name="instruction-following", task_run_name="instruction-following-{source}", cache_policy=NO_CACHE)
+async def make_instruction_prompts(run: RunContext, source: str, base: list[Row], offset: int) -> list[Row]:
     stage = run.config.prompts
-    out = await generate_instruction_prompts(get_chat_engine(stage.generator, run.config.models), base, stage, run.config.seed)
-    record_drops(run, "instruction_following", out)
+    engine = get_chat_engine(stage.generator, run.config.models)
+    out = await generate_instruction_prompts(engine, base, stage, run.config.seed, offset)
+    record_drops(run, f"instruction_following-{source}", out)
     return out.rows
 
 
@@ -98,40 +99,89 @@ def mix_table(rows: list[Row]) -> list[dict]:
     return [{"task_type": t, "topic": topic, "rows": n} for (t, topic), n in sorted(counts.items())]
 
 
-async def generate_all(run: RunContext, seeds: list[Row], documents: list[Row]) -> list[Row]:
+class Lander:
+    """Lands each part of the stage as soon as it is generated, while generation goes on; the
+    gates run one at a time in a worker process (flows.landing.GateWorker)."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.outcomes: list[dict] = []
+        self._one_at_a_time = asyncio.Lock()
+        self._worker = GateWorker({d: run.config.quality.for_dataset(d) for d in ("topics", "prompts")})
+
+    async def land(self, dataset: str, rows: list[Row], shard: str) -> None:
+        if not rows:
+            return
+        async with self._one_at_a_time:
+            self.outcomes += await land_and_gate(quote(self.run), dataset, quote(rows), STAGE, shard, quote(self._worker))
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+async def generate_all(run: RunContext, seeds: list[Row], documents: list[Row], lander: Lander) -> list[Row]:
+    """Every part starts as soon as what it needs exists, and lands as soon as it is done.
+
+    Rows and the run context reach tasks `quote`d: Prefect would otherwise walk every row of a
+    parameter looking for futures (a third of the stage's CPU at 10,000 rows)."""
     stage = run.config.prompts
-    leaves = leaf_topics(await make_topics(run))
-    jobs = [make_questions(run, t, question_items(t, leaves, stage)) for t in QUESTION_TYPES if getattr(stage, t).enabled]
+    landings: list[asyncio.Task] = []
+
+    def land(dataset: str, rows: list[Row], shard: str) -> list[Row]:
+        landings.append(asyncio.create_task(lander.land(dataset, rows, shard)))
+        return rows
+
+    async def part(shard: str, making) -> list[Row]:
+        return land("prompts", await making, shard)
+
+    topics = await make_topics(quote(run))  # first and alone: every question waits for the tree
+    land("prompts", seeds, "seed")
+    land("topics", [] if topics.reused else topics.rows, "topics")
+    leaves = leaf_topics(topics.rows)
+    two_turn = asyncio.create_task(part("two_turn", make_two_turn(quote(run), quote(seeds))))
+    questions = {t: asyncio.create_task(part(t, make_questions(quote(run), t, quote(question_items(t, leaves, stage)))))
+                 for t in QUESTION_TYPES if getattr(stage, t).enabled}
     if documents:
-        jobs.append(make_questions(run, "closed_qa", document_items(documents, stage.closed_qa.per_document)))
-    jobs.append(make_two_turn(run, seeds))
-    *question_sets, two_turn = await asyncio.gather(*jobs)
-    questions = [row for rows in question_sets for row in rows]
-    base = [r for r in questions if r["task_type"] in ("open_qa", "writing")] + seeds
-    instructed = await make_instruction_prompts(run, base)
-    return questions + instructed + two_turn + seeds
+        items = quote(document_items(documents, stage.closed_qa.per_document))
+        questions["closed_qa"] = asyncio.create_task(part("closed_qa", make_questions(quote(run), "closed_qa", items)))
+
+    # instruction-following prompts take open QA, then writing, then seed prompts as bases, up to
+    # `count`; each share starts as soon as its base is ready (and the shares before it are sized)
+    instructions, used = [], 0
+    for source, base in [("open_qa", questions.get("open_qa")), ("writing", questions.get("writing")), ("seed", seeds)]:
+        base = await base if isinstance(base, asyncio.Task) else base or []
+        share = base[: max(0, stage.instruction_following.count - used)]
+        if share:
+            made = make_instruction_prompts(quote(run), source, quote(share), used)
+            instructions.append(asyncio.create_task(part(f"instruction_following-{source}", made)))
+        used += len(share)
+    parts = await asyncio.gather(*questions.values(), *instructions, two_turn)
+    await asyncio.gather(*landings)
+    return [row for rows in parts for row in rows] + seeds
 
 
 @flow(name="prompts", log_prints=True)
 async def prompts_flow(config: RunConfig, run_date: str | None = None) -> dict:
     """Make the `topics` and `prompts` datasets of one night, every batch through its gate."""
     run = start_run(config, STAGE, run_date)
+    lander = Lander(run)  # its gate worker starts now, while inputs are checked and the tree grows
     try:
         seeds, documents = check_inputs(run)
         record_drops(run, "seeds", seeds)
         record_drops(run, "documents", documents)
-        rows = await generate_all(run, seeds.rows, documents.rows)
-        outcomes = land_and_gate(run, "prompts", rows, STAGE, "all")
+        rows = await generate_all(run, seeds.rows, documents.rows, lander)
         record_engine_usage(run, open_engines().values())
         mix = mix_table(rows)
-        await _report(run, mix, outcomes)
+        await _report(run, mix, lander.outcomes)
         run.catalog.refresh_views()
         run.catalog.finish_run(run.run_id, "completed")
     except BaseException:
         run.catalog.finish_run(run.run_id, "failed")
         raise
     finally:
+        lander.close()
         await aclose_all()
+    outcomes = lander.outcomes
     per_type = Counter(r["task_type"] for r in rows)
     print(f"prompts: {len(rows)} rows generated {dict(per_type)}; batches: {[o.get('state') for o in outcomes]}")
     return {"run_id": run.run_id, "rows": len(rows), "per_task_type": dict(per_type), "batches": outcomes}

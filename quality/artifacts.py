@@ -32,7 +32,22 @@ def report_markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("forced_reason"):
         lines.append(f"- forced release, reason: {report['forced_reason']}")
+    if report.get("mix"):
+        columns = [c for c in report["mix"][0] if c != "rows"]
+        lines += ["", "| " + " | ".join([*columns, "rows"]) + " |", "|" + " --- |" * (len(columns) + 1)]
+        lines += ["| " + " | ".join(str(r[c] if r[c] is not None else "-") for c in [*columns, "rows"]) + " |"
+                  for r in report["mix"]]
     return "\n".join(lines)
+
+
+def _artifact_args(report: dict[str, Any]) -> tuple[dict, dict]:
+    rows = [{"expectation": c["expectation"], "success": c["success"], "observed": str(c.get("observed")),
+             "threshold": str(c.get("threshold"))} for c in report["checks"]]
+    key = _key(f"gate-{report['dataset']}-{report['batch_id']}")
+    table = {"table": rows, "key": key, "description": f"gate checks of {report['batch_id']}"}
+    markdown = {"markdown": report_markdown(report), "key": f"{key}-summary",
+                "description": f"gate summary of {report['batch_id']}"}
+    return table, markdown
 
 
 def publish_artifacts(report: dict[str, Any]) -> bool:
@@ -41,10 +56,19 @@ def publish_artifacts(report: dict[str, Any]) -> bool:
         return False
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    rows = [{"expectation": c["expectation"], "success": c["success"], "observed": str(c.get("observed")),
-             "threshold": str(c.get("threshold"))} for c in report["checks"]]
-    key = _key(f"gate-{report['dataset']}-{report['batch_id']}")
-    create_table_artifact(table=rows, key=key, description=f"gate checks of {report['batch_id']}")
-    create_markdown_artifact(markdown=report_markdown(report), key=f"{key}-summary",
-                             description=f"gate summary of {report['batch_id']}")
+    table, markdown = _artifact_args(report)
+    create_table_artifact(**table)
+    create_markdown_artifact(**markdown)
+    return True
+
+
+async def apublish_artifacts(report: dict[str, Any]) -> bool:
+    """The same from async code: no sync API client is built (each costs an SSL context)."""
+    if not _in_prefect_run():
+        return False
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+    table, markdown = _artifact_args(report)
+    await acreate_table_artifact(**table)
+    await acreate_markdown_artifact(**markdown)
     return True

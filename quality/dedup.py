@@ -15,6 +15,7 @@ full signatures of candidate pairs are recomputed and the Jaccard estimate is ch
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -22,10 +23,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quality.config import GateConfig
-from quality.minhash import fingerprint_bands, fingerprints, normalize_text  # noqa: F401 (re-exported)
+from quality.minhash import fingerprint_bands, fingerprints, mix64, normalize_text  # noqa: F401 (re-exported)
 from quality.signature_index import index_for
 from storage.lake import Lake, check_batch_id
 from storage.schemas import check_dataset_name
@@ -57,10 +59,28 @@ class Fingerprints:
     empty: np.ndarray  # (n,) bool: no words, so no near-duplicate test
 
 
-def fingerprint(texts: pa.Array, config: GateConfig) -> Fingerprints:
+def fingerprint(texts: pa.Array, config: GateConfig, scopes: pa.Array | None = None) -> Fingerprints:
+    """Fingerprints of `texts`; with `scopes` (one label per row), rows only match rows of their own label.
+
+    The label is mixed into every hash and band key with a stable salt, so the scoping holds for
+    signatures already published too (they were salted the same way).
+    """
     bands, rows = lsh_bands(config.near_dup_threshold, config.num_perm)
     exact, keys, empty = fingerprint_bands(texts, config.num_perm, config.shingle_words, bands, rows)
+    if scopes is not None and len(texts):
+        salt = scope_salts(scopes)
+        exact = mix64((exact.view(np.uint64) ^ salt)).view(np.int64)
+        keys = mix64((keys.view(np.uint64) ^ salt[:, None])).view(np.int64)
     return Fingerprints(exact, keys, empty)
+
+
+def scope_salts(scopes: pa.Array) -> np.ndarray:
+    """A stable 64-bit salt per row from its scope label (a null label is a scope of its own)."""
+    encoded = pc.dictionary_encode(scopes.cast(pa.string()).fill_null("\x00null"))
+    labels = encoded.dictionary.to_pylist()
+    salts = np.array([int.from_bytes(hashlib.blake2b(label.encode(), digest_size=8).digest(), "little")
+                      for label in labels], dtype=np.uint64)
+    return salts[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 def duplicates_within(texts: pa.Array, prints: Fingerprints, rows: np.ndarray, config: GateConfig) -> dict[int, tuple[str, int]]:

@@ -103,6 +103,13 @@ def suite_for(dataset: str, config: GateConfig):
         return _validation(dataset, config.model_dump_json())
 
 
+def warm_up(configs: dict[str, GateConfig]) -> None:
+    """Build GE's context and these datasets' suites now (seconds of imports and setup), so a flow
+    can do it in a thread while its first model calls are in flight instead of at its first gate."""
+    for dataset, config in configs.items():
+        suite_for(dataset, config)
+
+
 def _threshold(kwargs: dict[str, Any]) -> str:
     shown = {k: v for k, v in kwargs.items() if k not in ("column", "batch_id")}
     return ", ".join(f"{k}={v}" for k, v in shown.items())

@@ -30,6 +30,9 @@ CONVERSATIONS: dict[str, dict[str, str]] = {
 # dataset -> the derived text column that de-duplication compares (one pair per prompt, hence `prompt`)
 DEDUP_TEXT = {"topics": "topic_text", "prompts": "messages_text", "dialogues": "messages_text",
               "preferences": "prompt_text"}
+# Duplicates are looked for within one scope: an instruction-following prompt repeats its base
+# prompt and a two-turn prompt its seed by design, so prompts compare only within a task type.
+DEDUP_SCOPE = {"prompts": "task_type"}
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:

@@ -24,7 +24,7 @@ from quality import dedup
 from quality.artifacts import publish_artifacts
 from quality.config import GateConfig, QualityConfig
 from quality.expectations import validate
-from quality.frames import DEDUP_TEXT, flatten
+from quality.frames import DEDUP_SCOPE, DEDUP_TEXT, flatten
 from quality.reward_gate import batch_reward_limits, low_reward_reasons, reward_statistics
 from storage.lake import Lake, StagedBatch
 
@@ -68,6 +68,7 @@ class GateReport:
     report_url: str = ""
     dropped_rows_url: str = ""
     forced_reason: str | None = None
+    mix: list[dict[str, Any]] = field(default_factory=list)  # published rows per task type and topic
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat())
@@ -81,7 +82,7 @@ class GateReport:
         """The verdict in a few fields: what flows pass on and print."""
         return {"dataset": self.dataset, "batch_id": self.batch_id, "state": self.state, "rows_in": self.rows_in,
                 "rows_out": self.rows_out, "drops": self.drops, "failed": self.failed, "url": self.url,
-                "report_url": self.report_url}
+                "report_url": self.report_url, "mix": self.mix}
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"failed": self.failed}
@@ -120,7 +121,8 @@ def evaluate(dataset: str, table: pa.Table, config: GateConfig, lake: Lake | Non
     prints = None
     if (config.exact_dedup or config.near_dedup) and len(frame):
         text = texts[DEDUP_TEXT[dataset]]
-        prints = dedup.fingerprint(text, config)
+        scope = DEDUP_SCOPE.get(dataset)
+        prints = dedup.fingerprint(text, config, table.column(scope).combine_chunks() if scope else None)
         watch.lap("fingerprints")
         rows = np.flatnonzero(pd.isna(reasons))  # a low-reward row never stands for its group
         _mark(reasons, duplicate_of, dedup.duplicates_within(text, prints, rows, config), frame["id"].to_numpy())
@@ -172,11 +174,12 @@ def _gate_config(config: GateConfig | QualityConfig, dataset: str) -> GateConfig
 
 
 def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig | QualityConfig, run_id: str,
-             force_reason: str | None = None) -> GateReport:
+             force_reason: str | None = None, artifacts: bool = True) -> GateReport:
     """Validate a staged batch and publish it (minus dropped rows) or quarantine it, with its report.
 
     `force_reason` publishes despite failed batch-level checks (row-level drops still apply);
-    the reason is kept in the report and in the catalog's gate results.
+    the reason is kept in the report and in the catalog's gate results. `artifacts=False` leaves
+    the Prefect artifacts to an async caller (quality.artifacts.apublish_artifacts).
     """
     started = time.perf_counter()
     watch = _Stopwatch()
@@ -194,6 +197,8 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
                         "published" if publish else "quarantined", table.num_rows, int(kept.sum()) if publish else 0,
                         evaluation.drop_counts(), checks, reward_statistics(evaluation.frame, kept),
                         forced_reason=force_reason, great_expectations=evaluation.ge_result)
+    if publish:
+        report.mix = diversity_mix(table, kept)
     if publish:
         _remove_dropped(lake, staged)  # a re-landing's earlier drops no longer describe this batch
         if not kept.all():
@@ -217,8 +222,21 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
         report.url = lake.quarantine(staged, report.to_dict())
     if catalog is not None:
         _record(catalog, staged, report)
-    publish_artifacts(report.to_dict())
+    if artifacts:
+        publish_artifacts(report.to_dict())
     return report
+
+
+MIX_COLUMNS = ("task_type", "topic")
+
+
+def diversity_mix(table: pa.Table, kept: np.ndarray) -> list[dict[str, Any]]:
+    """Rows per task type and topic among the kept rows, for datasets that carry those columns."""
+    columns = [c for c in MIX_COLUMNS if c in table.column_names]
+    if not columns or not table.num_rows:
+        return []
+    counts = table.select(columns).filter(pa.array(kept)).group_by(columns).aggregate([([], "count_all")])
+    return sorted(counts.rename_columns([*columns, "rows"]).to_pylist(), key=lambda r: [str(r[c]) for c in columns])
 
 
 def _json(value: Any) -> str | None:

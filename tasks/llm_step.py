@@ -29,6 +29,7 @@ class Drop:
 class StepResult:
     rows: list[Row] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
+    reused: bool = False  # rows read back from the lake (already published), not generated
 
     def extend(self, other: StepResult) -> None:
         self.rows += other.rows

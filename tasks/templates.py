@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 
@@ -31,7 +31,7 @@ class Template:
     body: str
     path: Path
 
-    @property
+    @cached_property  # renders run per request: parse the body once
     def variables(self) -> frozenset[str]:
         names = {field for _, field, _, _ in string.Formatter().parse(self.body) if field}
         return frozenset(name.split(".")[0].split("[")[0] for name in names)

@@ -5,7 +5,7 @@ answers), honours or ignores `n`, and lets a subclass or a caller replace the an
 request with a fault (see tests/engines/fault_server.py). It runs in a thread of the caller
 (tests that script it) or as a subprocess (benchmarks, so its CPU is not the client's):
 
-    python -m benchmarks.servers.fake_openai --latency 0.1 [--answers-file a.jsonl] [--ignore-n]
+    python -m benchmarks.servers.fake_openai --latency 0.1 [--answers-file a.jsonl | --varied] [--ignore-n]
 
 prints `PORT=<n>` once it listens, then serves until killed.
 """
@@ -40,6 +40,28 @@ def cycling_answers(texts: list[str]) -> AnswerHook:
     """An answer hook that hands out the given texts in turn (scripted answers)."""
     pool = itertools.cycle(texts)
     return lambda body, index: next(pool)
+
+
+def varied_lists(items: int = 10, seed: int = 0) -> AnswerHook:
+    """An answer hook whose every answer is a fresh numbered list of question-like lines.
+
+    Lines are drawn from a vocabulary of made-up words, so no two answers (or lines) are exact or
+    near duplicates: a pipeline's de-duplication keeps them all, as it would real model output.
+    Tasks that want one text (a rewrite, a reply) take the whole list as that text.
+    """
+    import random
+
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ne", "tu", "ra", "so", "vi", "del", "bar", "qui", "zen", "pos", "gra"]
+    vocabulary = sorted({"".join(rng.choices(syllables, k=3)) for _ in range(6000)})
+    lock = threading.Lock()  # hooks of the threaded server may run while a test thread reads
+
+    def answer(body: dict[str, Any], index: int) -> str:
+        with lock:
+            lines = [" ".join(rng.choices(vocabulary, k=rng.randint(9, 14))) for _ in range(items)]
+        return "\n".join(f"{i}. How would {line}?" for i, line in enumerate(lines, 1))
+
+    return answer
 
 
 def completion_body(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:
@@ -165,13 +187,14 @@ class FakeOpenAIServer:
 
 
 def spawn_server(
-    latency_s: float = 0.1, answers_file: str | None = None, ignore_n: bool = False
+    latency_s: float = 0.1, answers_file: str | None = None, ignore_n: bool = False, varied: bool = False
 ) -> tuple[subprocess.Popen, str]:
     """Start the server as a subprocess; returns (process, base_url). The caller terminates it."""
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cmd = [sys.executable, "-m", "benchmarks.servers.fake_openai", "--latency", str(latency_s)]
     cmd += ["--answers-file", answers_file] if answers_file else []
     cmd += ["--ignore-n"] if ignore_n else []
+    cmd += ["--varied"] if varied else []
     proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("PORT="):
@@ -186,7 +209,11 @@ def _read_answers(path: str) -> list[str]:
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:
-    answer = cycling_answers(_read_answers(args.answers_file)) if args.answers_file else echo_answer
+    answer = echo_answer
+    if args.answers_file:
+        answer = cycling_answers(_read_answers(args.answers_file))
+    elif args.varied:
+        answer = varied_lists()
     server = FakeOpenAIServer(latency_s=args.latency, answer=answer, ignore_n=args.ignore_n)
     port = await server.start_async(args.port)
     print(f"PORT={port}", flush=True)
@@ -198,6 +225,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds before each answer")
     parser.add_argument("--answers-file", help="JSON lines, one answer string each, served in turn")
+    parser.add_argument("--varied", action="store_true", help="answer fresh numbered lists (see varied_lists)")
     parser.add_argument("--ignore-n", action="store_true", help="answer one choice whatever n asks")
     asyncio.run(_serve_forever(parser.parse_args()))
 

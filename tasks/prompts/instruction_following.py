@@ -19,11 +19,15 @@ from tasks.prompts.instructions import INSTRUCTIONS, render_form, sample_instruc
 from tasks.prompts.two_turn import answer_first_turn
 
 
-def plan_instructions(base: list[Row], stage: PromptsStage, seed: int) -> list[Row]:
-    """Pick, reproducibly, the form, instruction ids and kwargs for each of `count` base prompts."""
+def plan_instructions(base: list[Row], stage: PromptsStage, seed: int, offset: int = 0) -> list[Row]:
+    """Pick, reproducibly, the form, instruction ids and kwargs for each of `count` base prompts.
+
+    `offset` is how many base prompts earlier shares of the stage took: forms keep rotating and
+    the total stays within `count` when the stage plans its bases in parts.
+    """
     settings = stage.instruction_following
     plans = []
-    for i, row in enumerate(base[: settings.count]):
+    for i, row in enumerate(base[: max(0, settings.count - offset)], start=offset):
         rng = random.Random(stable_seed(seed, "instructions", row["id"]))
         prompt = row["messages"][-1]["content"]
         ids = sample_instruction_ids(rng, rng.randint(1, settings.max_per_prompt), settings.instruction_ids)
@@ -51,10 +55,10 @@ def render_plan(plan: Row, first_answer: str | None = None) -> Row:
 
 
 async def generate_instruction_prompts(
-    engine: ChatEngine, base: list[Row], stage: PromptsStage, seed: int
+    engine: ChatEngine, base: list[Row], stage: PromptsStage, seed: int, offset: int = 0
 ) -> StepResult:
     """Single- and multi-turn forms are rendered directly; second-turn forms need a first answer."""
-    plans = plan_instructions(base, stage, seed)
+    plans = plan_instructions(base, stage, seed, offset)
     out = StepResult(rows=[render_plan(p) for p in plans if p["form"] != "second_turn"])
     second = [p for p in plans if p["form"] == "second_turn"]
     if second:

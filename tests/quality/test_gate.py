@@ -222,3 +222,23 @@ def test_topics_and_prompts_pass_with_defaults(lake, catalog):
     lineage = {k: v for k, v in prompt_rows(1)[0].items() if k in SCHEMAS["topics"].names and k != "id"}
     topics = [{**lineage, "id": f"t{i}", "topic": sentence(random.Random(i)), "source": "synthetic"} for i in range(3)]
     assert _gate(lake, catalog, "topics", topics, batch="t").state == "published"
+
+
+def test_prompts_compare_only_within_their_task_type(lake, catalog):
+    rows = prompt_rows(count=10)
+    base = rows[0]["messages"][0]["content"]
+    # an instruction-following prompt repeats its base prompt by design: both stay
+    rows[1] = {**rows[1], "task_type": "instruction_following", "messages": [{"role": "user", "content": base}]}
+    # the same text twice within one task type is still a duplicate
+    rows[2] = {**rows[2], "messages": [{"role": "user", "content": base}]}
+    report = _gate(lake, catalog, "prompts", rows, batch="scoped")
+    assert report.state == "published" and report.drops == {"exact_duplicate": 1}
+    kept = set(pq.read_table(report.url).column("id").to_pylist())
+    assert "b-prm-1" in kept and "b-prm-2" not in kept
+    assert {m["task_type"]: m["rows"] for m in report.mix} == {"open_qa": 8, "instruction_following": 1}
+    # and against published rows, the scope holds too
+    later = prompt_rows(count=4, seed=5, batch="later")
+    later[0]["messages"] = [{"role": "user", "content": base}]
+    later[1] = {**later[1], "task_type": "writing", "messages": [{"role": "user", "content": base}]}
+    again = _gate(lake, catalog, "prompts", later, batch="later")
+    assert again.drops == {"exact_duplicate_of_published": 1}

@@ -1,0 +1,53 @@
+"""Rows -> one staged batch -> its gate: the plain functions behind the landing task.
+
+Nothing here imports Prefect, so the gate worker process (flows.landing.GateWorker) starts
+quickly and the logic runs and tests without a flow. Each batch gets a deterministic id from
+(run, stage, shard, config): a retried task or a rerun night overwrites the same objects
+instead of adding rows twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from flows.run_context import RunContext
+from quality.config import GateConfig
+from quality.gate import GateReport, run_gate
+from storage.lake import batch_id
+from storage.schemas import SCHEMAS
+
+LINEAGE_DEFAULTS = {
+    "model": None, "backend": None, "sampling": None, "template_id": None, "template_version": None, "seed": None,
+}
+
+
+def chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def stamp(rows: Sequence[dict], run: RunContext, stage: str, batch: str) -> list[dict]:
+    """Fill the lineage every row carries (DESIGN.md); keep only the dataset's columns."""
+    common = {"run_id": run.run_id, "batch_id": batch, "stage": stage, "created_at": run.created_at}
+    return [{**LINEAGE_DEFAULTS, **row, **common} for row in rows]
+
+
+def only_schema(dataset: str, rows: list[dict]) -> list[dict]:
+    names = SCHEMAS[dataset].names
+    return [{name: row.get(name) for name in names} for row in rows]
+
+
+def land_batch(run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str) -> GateReport:
+    """Stage one batch and gate it: published (minus dropped rows) or quarantined, with its report."""
+    batch = batch_id(run.run_id, stage, f"{dataset}-{shard}", run.fingerprint)
+    staged = run.lake.stage_batch(dataset, run.run_date, batch, only_schema(dataset, stamp(rows, run, stage, batch)))
+    run.catalog.record_batch(staged, "staged", run.run_id)
+    return run_gate(run.lake, run.catalog, staged, run.config.quality.for_dataset(dataset), run.run_id, artifacts=False)
+
+
+def prepare_gates(gates: dict[str, GateConfig]) -> None:
+    """Import GE and build the suites of these datasets (seconds, once per process)."""
+    from quality.expectations import warm_up
+
+    warm_up(gates)
