@@ -138,12 +138,13 @@ async def generate_all(run: RunContext, seeds: list[Row], documents: list[Row], 
     land("prompts", seeds, "seed")
     land("topics", [] if topics.reused else topics.rows, "topics")
     leaves = leaf_topics(topics.rows)
-    two_turn = asyncio.create_task(part("two_turn", make_two_turn(quote(run), quote(seeds))))
     questions = {t: asyncio.create_task(part(t, make_questions(quote(run), t, quote(question_items(t, leaves, stage)))))
                  for t in QUESTION_TYPES if getattr(stage, t).enabled}
     if documents:
         items = quote(document_items(documents, stage.closed_qa.per_document))
         questions["closed_qa"] = asyncio.create_task(part("closed_qa", make_questions(quote(run), "closed_qa", items)))
+    # queued after the questions: revisions and instruction prompts wait on those, nothing waits on this
+    two_turn = asyncio.create_task(part("two_turn", make_two_turn(quote(run), quote(seeds))))
 
     # instruction-following prompts take open QA, then writing, then seed prompts as bases, up to
     # `count`; each share starts as soon as its base is ready (and the shares before it are sized)
