@@ -12,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from flows.run_context import RunContext
-from quality.config import GateConfig
 from quality.gate import GateReport, run_gate
 from storage.lake import batch_id
 from storage.schemas import SCHEMAS
@@ -28,12 +27,13 @@ def chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def stamp(rows: Sequence[dict], run: RunContext, stage: str, batch: str) -> list[dict]:
-    """Fill the lineage every row carries (DESIGN.md); keep only the dataset's columns."""
+    """Fill the lineage every row carries (DESIGN.md)."""
     common = {"run_id": run.run_id, "batch_id": batch, "stage": stage, "created_at": run.created_at}
     return [{**LINEAGE_DEFAULTS, **row, **common} for row in rows]
 
 
 def only_schema(dataset: str, rows: list[dict]) -> list[dict]:
+    """Keep the dataset's columns only: working fields of the tasks stay out of the lake."""
     names = SCHEMAS[dataset].names
     return [{name: row.get(name) for name in names} for row in rows]
 
@@ -45,9 +45,3 @@ def land_batch(run: RunContext, dataset: str, rows: Sequence[dict], stage: str, 
     run.catalog.record_batch(staged, "staged", run.run_id)
     return run_gate(run.lake, run.catalog, staged, run.config.quality.for_dataset(dataset), run.run_id, artifacts=False)
 
-
-def prepare_gates(gates: dict[str, GateConfig]) -> None:
-    """Import GE and build the suites of these datasets (seconds, once per process)."""
-    from quality.expectations import warm_up
-
-    warm_up(gates)

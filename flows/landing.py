@@ -15,10 +15,11 @@ from concurrent.futures import ProcessPoolExecutor
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.batches import chunks, land_batch, prepare_gates
+from flows.batches import chunks, land_batch
 from flows.run_context import RunContext
 from quality.artifacts import apublish_artifacts
 from quality.config import GateConfig
+from quality.expectations import warm_up
 from quality.gate import GateReport
 
 
@@ -29,7 +30,7 @@ class GateWorker:
     def __init__(self, gates: dict[str, GateConfig]) -> None:
         # spawn, not fork: the flow process has threads (engine loops, Prefect's) that fork would copy mid-state
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=prepare_gates, initargs=(gates,))
+                                         initializer=warm_up, initargs=(gates,))
         self._pool.submit(int)  # start the process now, not at the first batch
 
     async def land(self, run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str) -> GateReport:
@@ -43,17 +44,12 @@ class GateWorker:
 @task(name="land-and-gate", task_run_name="land-{dataset}-{shard}", retries=2, retry_delay_seconds=2,
       cache_policy=NO_CACHE)
 async def land_and_gate(run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str,
-                        worker: GateWorker | None = None) -> list[dict]:
-    """Land `rows` in batches of the stage's batch size; each batch passes its gate or is quarantined.
-
-    With a `worker` the gates run in its process; without one, in a thread of this process.
-    """
+                        worker: GateWorker) -> list[dict]:
+    """Land `rows` in batches of the stage's batch size; each batch passes its gate (in the worker's
+    process) or is quarantined."""
     outcomes = []
     for index, chunk in enumerate(chunks(rows, run.config.prompts.batch_size)):
-        if worker is not None:
-            report = await worker.land(run, dataset, chunk, stage, f"{shard}-{index}")
-        else:
-            report = await asyncio.to_thread(land_batch, run, dataset, chunk, stage, f"{shard}-{index}")
+        report = await worker.land(run, dataset, chunk, stage, f"{shard}-{index}")
         await apublish_artifacts(report.to_dict())
         outcomes.append(report.summary())
     return outcomes

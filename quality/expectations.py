@@ -104,8 +104,8 @@ def suite_for(dataset: str, config: GateConfig):
 
 
 def warm_up(configs: dict[str, GateConfig]) -> None:
-    """Build GE's context and these datasets' suites now (seconds of imports and setup), so a flow
-    can do it in a thread while its first model calls are in flight instead of at its first gate."""
+    """Build GE's context and these datasets' suites now (seconds of imports and setup): the gate
+    worker process does it as it starts, while the flow's first model calls are in flight."""
     for dataset, config in configs.items():
         suite_for(dataset, config)
 

@@ -199,7 +199,6 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
                         forced_reason=force_reason, great_expectations=evaluation.ge_result)
     if publish:
         report.mix = diversity_mix(table, kept)
-    if publish:
         _remove_dropped(lake, staged)  # a re-landing's earlier drops no longer describe this batch
         if not kept.all():
             report.dropped_rows_url = _write_dropped(lake, staged, table, evaluation)
