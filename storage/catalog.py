@@ -32,7 +32,9 @@ from storage.schemas import DATASETS, SCHEMAS
 
 BATCH_STATES = ("staged", "published", "quarantined")
 LOCK_TIMEOUT_S = 120.0
-UPSERT_CHUNK = 500  # rows per multi-row INSERT
+BATCH_ROWS = pa.schema([("batch_id", pa.string()), ("dataset", pa.string()), ("run_id", pa.string()),
+                        ("run_date", pa.string()), ("state", pa.string()), ("rows", pa.int64()),
+                        ("bytes", pa.int64()), ("url", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
 USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "errors", "seconds")
 
 
@@ -152,18 +154,24 @@ class Catalog:
         self.record_batches([(staged, state, run_id, url)])
 
     def record_batches(self, items: Sequence[tuple[StagedBatch, str, str | None, str | None]]) -> None:
-        """Upsert many batches in one statement: (staged, state, run_id, url or None for staged.url)."""
-        rows = []
+        """Upsert many batches in one bulk insert: (staged, state, run_id, url or None for staged.url)."""
+        latest: dict[str, dict[str, Any]] = {}  # one row per batch id: the last state given wins
         now = _now()
         for staged, state, run_id, url in items:
             if state not in BATCH_STATES:
                 raise CatalogError(f"batch state {state!r} is not one of {', '.join(BATCH_STATES)}")
-            rows.append([staged.batch_id, staged.dataset, run_id, staged.run_date, state, staged.rows,
-                         staged.bytes, url or staged.url, now])
+            latest[staged.batch_id] = {
+                "batch_id": staged.batch_id, "dataset": staged.dataset, "run_id": run_id, "run_date": staged.run_date,
+                "state": state, "rows": staged.rows, "bytes": staged.bytes, "url": url or staged.url, "updated_at": now}
+        if not latest:
+            return
+        new_batches = pa.Table.from_pylist(list(latest.values()), schema=BATCH_ROWS)
         with self.writing() as conn:
-            for start in range(0, len(rows), UPSERT_CHUNK):
-                chunk = rows[start : start + UPSERT_CHUNK]
-                conn.execute(q.upsert_batches(len(chunk)), [value for row in chunk for value in row])
+            conn.register("new_batches", new_batches)
+            try:
+                conn.execute(q.UPSERT_BATCHES)
+            finally:
+                conn.unregister("new_batches")
 
     def record_gate_results(self, batch: str, results: Sequence[Mapping[str, Any]]) -> None:
         """Replace a batch's gate results; each has expectation, success, observed, threshold, details."""

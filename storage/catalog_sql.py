@@ -39,10 +39,11 @@ UPDATE runs SET status = ?, finished_at = ?, seconds = date_diff('microsecond', 
 WHERE run_id = ?
 """
 
-# A re-landed batch replaces its row: retries never count a batch twice.
-UPSERT_BATCH = """
+# A re-landed batch replaces its row: retries never count a batch twice. The new rows come as
+# one registered Arrow table (`new_batches`, one row per batch id): a bulk insert, not a statement per row.
+UPSERT_BATCHES = """
 INSERT INTO batches (batch_id, dataset, run_id, run_date, state, rows, bytes, url, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+SELECT batch_id, dataset, run_id, CAST(run_date AS DATE), state, rows, bytes, url, updated_at FROM new_batches
 ON CONFLICT (batch_id) DO UPDATE SET dataset = excluded.dataset, run_id = excluded.run_id,
     run_date = excluded.run_date, state = excluded.state, rows = excluded.rows, bytes = excluded.bytes,
     url = excluded.url, updated_at = excluded.updated_at
@@ -83,9 +84,11 @@ def sql_string(text: str) -> str:
 
 
 def view_over_parquet(dataset: str, glob: str) -> str:
+    # No union_by_name: every batch file has the dataset's exact schema (storage.schemas.conform),
+    # and union_by_name would read the footer of every file at each query.
     return (
         f'CREATE OR REPLACE VIEW "{dataset}" AS SELECT * FROM read_parquet({sql_string(glob)}, '
-        "hive_partitioning = true, hive_types = {'dataset': VARCHAR, 'run_date': DATE}, union_by_name = true)"
+        "hive_partitioning = true, hive_types = {'dataset': VARCHAR, 'run_date': DATE})"
     )
 
 
@@ -113,9 +116,3 @@ def create_empty_table(dataset: str, schema: pa.Schema) -> str:
     columns = [f'"{f.name}" {duckdb_type(f.type)}' for f in schema]
     columns += ['"dataset" VARCHAR', '"run_date" DATE']
     return f'CREATE OR REPLACE TABLE "{EMPTY_TABLE_PREFIX}{dataset}" ({", ".join(columns)})'
-
-
-def upsert_batches(count: int) -> str:
-    """UPSERT_BATCH for `count` rows in one statement: far cheaper than executemany in DuckDB."""
-    head, tail = UPSERT_BATCH.split("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    return head + "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count) + tail

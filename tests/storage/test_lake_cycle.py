@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from storage.catalog import Catalog
+from storage.catalog import Catalog, CatalogError
 from storage.config import LakeConfig
 from storage.lake import Lake, LakeError, batch_id
 from storage.schemas import SchemaError
@@ -72,6 +72,26 @@ def test_datasets_and_refresh_commands(lake_config, config_file):
     assert runner.invoke(app, ["catalog", "refresh", "-c", str(config_file)]).exit_code == 0
     result = runner.invoke(app, ["datasets", "-c", str(config_file)])
     assert result.exit_code == 0 and "preferences" in result.stdout and RUN_DATE in result.stdout
+
+
+def test_bulk_batch_records_keep_one_row_per_batch(lake_config, config_file):
+    lake = Lake(lake_config)
+    catalog = Catalog(lake_config, lake)
+    first = lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 4))
+    second = lake.stage_batch("preferences", RUN_DATE, "b-2", preference_rows("b-2", 3, start=10))
+    # one call naming b-1 twice (staged, then published) and a second batch: the last state wins
+    catalog.record_batches([(first, "staged", "run-1", None), (second, "staged", "run-1", None),
+                            (first, "published", "run-1", "file:///published/b-1.parquet")])
+    catalog.record_batches([(second, "quarantined", "run-2", None)])  # an update, not a second row
+    rows = sdg_sql(config_file, "SELECT batch_id, state, run_id, rows::INT AS rows, run_date::VARCHAR AS d, url "
+                                "FROM batches ORDER BY batch_id")
+    assert rows == [
+        {"batch_id": "b-1", "state": "published", "run_id": "run-1", "rows": 4, "d": RUN_DATE,
+         "url": "file:///published/b-1.parquet"},
+        {"batch_id": "b-2", "state": "quarantined", "run_id": "run-2", "rows": 3, "d": RUN_DATE, "url": second.url},
+    ]
+    with pytest.raises(CatalogError, match="not one of staged, published, quarantined"):
+        catalog.record_batches([(first, "lost", "run-1", None)])
 
 
 def test_schema_mismatch_leaves_nothing_behind(lake_config):
