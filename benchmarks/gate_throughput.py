@@ -30,6 +30,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from quality.config import GateConfig, QualityConfig  # noqa: E402
@@ -94,6 +95,7 @@ def seed_published(lake: Lake, rows: int, planted: list[str], config: GateConfig
         table = pa.table({"id": ids, "band": band, "key": key}, schema=SIGNATURE_SCHEMA)
         if index == 0:
             table = pa.concat_tables([table, real])
+        table = table.take(pc.sort_indices(table, [("key", "ascending")]))  # sorted by key, as the gate writes them
         pq.write_table(table, f"{folder}/seeded-{index:03d}.parquet", compression="zstd")
 
 

@@ -124,7 +124,9 @@ def signature_table(ids: pa.Array, prints: Fingerprints, rows: np.ndarray) -> pa
     row_index = np.concatenate([rows, np.repeat(near, bands)])
     band = np.concatenate([np.full(count, EXACT_BAND), np.tile(np.arange(bands), len(near))]).astype(np.int16)
     key = np.concatenate([prints.exact[rows], prints.bands[near].reshape(-1)])
-    order = np.argsort(row_index, kind="stable")  # one id's keys together: ids compress to runs
+    # Sorted by key: the index of published keys (quality.signature_index) then merges sorted runs,
+    # several times faster than sorting millions of random keys.
+    order = np.argsort(key, kind="stable")
     return pa.table({"id": ids.take(pa.array(row_index[order])).cast(pa.string()),
                      "band": pa.array(band[order]), "key": pa.array(key[order])}, schema=SIGNATURE_SCHEMA)
 
