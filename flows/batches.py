@@ -8,13 +8,32 @@ instead of adding rows twice.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from flows.run_context import RunContext
+from quality.config import GateConfig
+from quality.expectations import warm_up
 from quality.gate import GateReport, run_gate
 from storage.lake import batch_id
 from storage.schemas import SCHEMAS
+
+GATE_WORKER_NICENESS = 5
+
+
+def start_gate_worker(gates: dict[str, GateConfig]) -> None:
+    """Initializer of the gate worker process: lower its CPU priority, then build the GE suites.
+
+    Gates are background work; the flow's event loop, which keeps the model's request window
+    full, must not wait behind them for a core (its startup alone, GE's import, is seconds of CPU).
+    """
+    try:
+        os.nice(GATE_WORKER_NICENESS)
+    except OSError:  # not allowed here: run at the same priority
+        pass
+    warm_up(gates)
+
 
 LINEAGE_DEFAULTS = {
     "model": None, "backend": None, "sampling": None, "template_id": None, "template_version": None, "seed": None,

@@ -15,11 +15,10 @@ from concurrent.futures import ProcessPoolExecutor
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.batches import chunks, land_batch
+from flows.batches import chunks, land_batch, start_gate_worker
 from flows.run_context import RunContext
 from quality.artifacts import apublish_artifacts
 from quality.config import GateConfig
-from quality.expectations import warm_up
 from quality.gate import GateReport
 
 
@@ -30,7 +29,7 @@ class GateWorker:
     def __init__(self, gates: dict[str, GateConfig]) -> None:
         # spawn, not fork: the flow process has threads (engine loops, Prefect's) that fork would copy mid-state
         self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=warm_up, initargs=(gates,))
+                                         initializer=start_gate_worker, initargs=(gates,))
         self._pool.submit(int)  # start the process now, not at the first batch
 
     async def land(self, run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str) -> GateReport:
