@@ -85,7 +85,9 @@ def sql_string(text: str) -> str:
 
 def view_over_parquet(dataset: str, glob: str) -> str:
     # No union_by_name: every batch file has the dataset's exact schema (storage.schemas.conform),
-    # and union_by_name would read the footer of every file at each query.
+    # and union_by_name reads the footer of every file at each query (0.2 s per 1,000 files here).
+    # DuckDB matches columns by name and binds to the first file's; a release that adds a column
+    # to a schema must bring union_by_name back or rewrite the older files.
     return (
         f'CREATE OR REPLACE VIEW "{dataset}" AS SELECT * FROM read_parquet({sql_string(glob)}, '
         "hive_partitioning = true, hive_types = {'dataset': VARCHAR, 'run_date': DATE})"
