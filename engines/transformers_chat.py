@@ -11,15 +11,14 @@ Usage counts the prompt once per request and the tokens of every completion retu
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from engines import torch_thread
 from engines.config import ModelSpec
 from engines.types import ChatRequest, ChatResult, Completion, Usage
 
@@ -161,7 +160,7 @@ class TransformersChatEngine:
                     "use the 'vllm' or 'openai' backend for it"
                 )
         started = time.perf_counter()
-        results = await asyncio.to_thread(self._generate_all, list(requests))
+        results = await torch_thread.arun(self._generate_all, list(requests))
         self.usage.add(
             Usage(
                 requests=len(results),
@@ -177,7 +176,10 @@ class TransformersChatEngine:
         self._model = self._tokenizer = None
 
     def load(self):
-        """Load the model and tokenizer once (the first chat does it too)."""
+        """Load the model and tokenizer once (the first chat does it too), on the torch thread."""
+        return torch_thread.run(self._load)
+
+    def _load(self):
         if self._model is None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -8,11 +8,11 @@ names them, else taken in order), aggregated with the spec's weights; one label 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Sequence
 
+from engines import torch_thread
 from engines.config import ModelSpec
 from engines.transformers_chat import resolve_device, resolve_dtype, resolve_model_source
 from engines.types import HELPSTEER2_ATTRIBUTES, Message, RewardResult, Usage, aggregate_reward
@@ -54,7 +54,7 @@ class TransformersRewardEngine:
 
     async def score(self, conversations: Sequence[list[Message]]) -> list[RewardResult]:
         started = time.perf_counter()
-        results, prompt_tokens = await asyncio.to_thread(self._score_all, list(conversations))
+        results, prompt_tokens = await torch_thread.arun(self._score_all, list(conversations))
         self.usage.add(
             Usage(
                 requests=len(results),
@@ -69,6 +69,10 @@ class TransformersRewardEngine:
         self._model = self._tokenizer = None
 
     def load(self):
+        """Load the model and tokenizer once (the first score does it too), on the torch thread."""
+        return torch_thread.run(self._load)
+
+    def _load(self):
         if self._model is None:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from storage.catalog import Catalog
 from storage.lake import check_run_date

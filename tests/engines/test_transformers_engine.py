@@ -197,3 +197,32 @@ def test_embedded_model_samples_reproduce_by_seed(embedded):
     for completion in first.completions:
         assert completion.finish_reason in ("stop", "length")
     assert first.completion_tokens <= 12
+
+
+def test_all_torch_work_runs_on_the_one_torch_thread(tiny, monkeypatch):
+    """Loads, generate and scoring share one thread: one libgomp team (engines/torch_thread.py)."""
+    import asyncio
+    import threading
+
+    from engines import torch_thread
+
+    seen: list[str] = []
+    for cls, method in ((TransformersChatEngine, "_load"), (TransformersChatEngine, "_generate_all"),
+                        (TransformersRewardEngine, "_load"), (TransformersRewardEngine, "_score_all")):
+        original = getattr(cls, method)
+
+        def spy(self, *args, _original=original):
+            seen.append(threading.current_thread().name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(cls, method, spy)
+    chat_engine = TransformersChatEngine("fresh", ModelSpec(model=str(tiny["chat"])))
+    reward_engine = TransformersRewardEngine("fresh", ModelSpec(kind="reward", model=str(tiny["reward"])))
+    chat_engine.load()  # from this (main) thread: still loads on the torch thread
+    assert chat_sync(chat_engine, [ask("hi", max_tokens=4)])[0].ok
+    assert score_sync(reward_engine, [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]])[0].ok
+    assert len(seen) >= 4 and {name.split("_")[0] for name in seen} == {torch_thread.THREAD_NAME}
+    # one thread, whoever calls; a call from the torch thread itself runs inline (no deadlock)
+    idents = {torch_thread.run(threading.get_ident), asyncio.run(torch_thread.arun(threading.get_ident)),
+              torch_thread.run(lambda: torch_thread.run(threading.get_ident))}
+    assert len(idents) == 1 and threading.get_ident() not in idents

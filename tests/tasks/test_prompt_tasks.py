@@ -11,7 +11,7 @@ from tasks.prompts.config import PromptsStage
 from tasks.prompts.instruction_following import generate_instruction_prompts
 from tasks.prompts.instructions import check_strict
 from tasks.prompts.questions import document_items, generate_questions, question_items, revise_questions, split_math_answer
-from tasks.prompts.topics import dedupe_topics, generate_topics, leaf_topics, topic_row
+from tasks.prompts.topics import generate_topics, leaf_topics, topic_row
 from tasks.prompts.two_turn import generate_two_turn
 from tasks.templates import TemplateError, parse_template
 
