@@ -105,6 +105,19 @@ def test_schema_mismatch_leaves_nothing_behind(lake_config):
         assert not [p for p in (lake.fs.find(lake.root)) if p.endswith(".tmp")]
 
 
+def test_a_failed_write_leaves_no_temp_file_and_no_batch(tmp_path, monkeypatch):
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake")))
+
+    def disk_full(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("storage.lake.os.replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 3))
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "lake").rglob("*") if p.is_file()] == []
+
+
 @pytest.mark.parametrize(
     "dataset, run_date, batch, error",
     [("../etc", RUN_DATE, "b", SchemaError), ("nope", RUN_DATE, "b", SchemaError),
