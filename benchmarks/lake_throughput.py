@@ -69,8 +69,8 @@ def lake_write(table: pa.Table, folder: Path, batch_rows: int, workers: int) -> 
         staged = lake.stage_batch("preferences", "2025-01-02", bid, table.slice(shard * batch_rows, batch_rows))
         return (staged, "published", "bench", lake.publish(staged))
 
-    # Batches land concurrently, as they do under the flows' thread-pool task runner; the raw
-    # baseline uses every core too (polars writes with a thread pool).
+    # Batches land from one thread per core (the lake takes concurrent landings: each batch is
+    # its own object); the raw baseline uses every core too (polars writes with a thread pool).
     shards = range(-(-table.num_rows // batch_rows))
     with ThreadPoolExecutor(workers) as pool:
         records = list(pool.map(land, shards))
