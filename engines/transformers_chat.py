@@ -151,6 +151,7 @@ class TransformersChatEngine:
         self.usage = Usage()
         self._model = self._tokenizer = None
         self._lock = threading.Lock()  # one generate at a time; the model is not re-entrant
+        self._lane = torch_thread.lane_for(spec.device)  # the thread its torch work runs on
 
     async def chat(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         for request in requests:
@@ -160,7 +161,7 @@ class TransformersChatEngine:
                     "use the 'vllm' or 'openai' backend for it"
                 )
         started = time.perf_counter()
-        results = await torch_thread.arun(self._generate_all, list(requests))
+        results = await torch_thread.arun(self._generate_all, list(requests), lane=self._lane)
         self.usage.add(
             Usage(
                 requests=len(results),
@@ -177,7 +178,7 @@ class TransformersChatEngine:
 
     def load(self):
         """Load the model and tokenizer once (the first chat does it too), on the torch thread."""
-        return torch_thread.run(self._load)
+        return torch_thread.run(self._load, lane=self._lane)
 
     def _load(self):
         if self._model is None:

@@ -51,10 +51,11 @@ class TransformersRewardEngine:
         self.usage = Usage()
         self._model = self._tokenizer = self._columns = None
         self._lock = threading.Lock()
+        self._lane = torch_thread.lane_for(spec.device)  # the thread its torch work runs on
 
     async def score(self, conversations: Sequence[list[Message]]) -> list[RewardResult]:
         started = time.perf_counter()
-        results, prompt_tokens = await torch_thread.arun(self._score_all, list(conversations))
+        results, prompt_tokens = await torch_thread.arun(self._score_all, list(conversations), lane=self._lane)
         self.usage.add(
             Usage(
                 requests=len(results),
@@ -70,7 +71,7 @@ class TransformersRewardEngine:
 
     def load(self):
         """Load the model and tokenizer once (the first score does it too), on the torch thread."""
-        return torch_thread.run(self._load)
+        return torch_thread.run(self._load, lane=self._lane)
 
     def _load(self):
         if self._model is None:

@@ -221,8 +221,12 @@ def test_all_torch_work_runs_on_the_one_torch_thread(tiny, monkeypatch):
     chat_engine.load()  # from this (main) thread: still loads on the torch thread
     assert chat_sync(chat_engine, [ask("hi", max_tokens=4)])[0].ok
     assert score_sync(reward_engine, [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]])[0].ok
-    assert len(seen) >= 4 and {name.split("_")[0] for name in seen} == {torch_thread.THREAD_NAME}
+    assert len(seen) >= 4 and all(name.startswith(f"{torch_thread.THREAD_NAME}[default]") for name in seen)
     # one thread, whoever calls; a call from the torch thread itself runs inline (no deadlock)
     idents = {torch_thread.run(threading.get_ident), asyncio.run(torch_thread.arun(threading.get_ident)),
               torch_thread.run(lambda: torch_thread.run(threading.get_ident))}
     assert len(idents) == 1 and threading.get_ident() not in idents
+    # a model pinned to a GPU of its own gets its own thread; every other device shares the default
+    assert {torch_thread.lane_for(d) for d in ("cpu", "auto", "cuda")} == {"default"}
+    assert torch_thread.lane_for("cuda:1") == "cuda:1"
+    assert torch_thread.run(threading.get_ident, lane="cuda:1") not in idents
