@@ -19,22 +19,30 @@ from storage.lake import Lake
 
 MAX_INDEX_KEYS = 60_000_000  # ~1 GB of index; beyond it, DuckDB streams the files instead
 MAX_PARTS = 8  # sorted runs before they are merged into one
-MAX_FILES = 1 << 24  # file numbers take 24 bits of a packed entry
+# A packed entry (int64, sign bit unused): band + 1 | file number | row in that file.
+# Bands: num_perm is at most 1024, so band + 1 <= 1025 fits 11 bits.
+BAND_BITS, FILE_BITS, ROW_BITS = 11, 24, 28
+MAX_FILES = 1 << FILE_BITS  # past these, the gate streams the files through DuckDB instead
+MAX_FILE_ROWS = 1 << ROW_BITS
+assert BAND_BITS + FILE_BITS + ROW_BITS == 63
 
 
 @dataclass
 class _Part:
     keys: np.ndarray  # sorted int64
-    where: np.ndarray  # int64, packed: band + 1 (8 bits) | file number (24 bits) | row in that file (32 bits)
+    where: np.ndarray  # int64, packed by _pack
 
 
 def _pack(bands: np.ndarray, files: np.ndarray, rows: np.ndarray) -> np.ndarray:
     # One payload array instead of three: a sort moves one array along with the keys, not three.
-    return ((bands.astype(np.int64) + 1) << 56) | (files.astype(np.int64) << 32) | rows.astype(np.int64)
+    return (((bands.astype(np.int64) + 1) << (FILE_BITS + ROW_BITS)) | (files.astype(np.int64) << ROW_BITS)
+            | rows.astype(np.int64))
 
 
 def _unpack(where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return ((where >> 56) - 1).astype(np.int16), ((where >> 32) & 0xFFFFFF).astype(np.int32), (where & 0xFFFFFFFF).astype(np.int32)
+    bands = (where >> (FILE_BITS + ROW_BITS)) - 1
+    files = (where >> ROW_BITS) & (MAX_FILES - 1)
+    return bands.astype(np.int16), files.astype(np.int32), (where & (MAX_FILE_ROWS - 1)).astype(np.int32)
 
 
 def _sorted_part(keys: np.ndarray, where: np.ndarray) -> _Part:
@@ -71,6 +79,9 @@ class SignatureIndex:
         for path in new:
             with self.lake.fs.open(path, "rb") as handle:
                 table = pq.read_table(handle, columns=["band", "key"])
+            if table.num_rows > MAX_FILE_ROWS:
+                self.__init__(self.lake)
+                return False
             number = len(self.paths)
             self.paths.append(path)
             self.stamps[path] = stamps[path]
