@@ -14,6 +14,7 @@ import argparse
 import os
 import datetime as dt
 import shutil
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,31 @@ def lake_write(table: pa.Table, folder: Path, batch_rows: int, workers: int) -> 
     return seconds
 
 
+def file_creation_ms(folder: Path, files: int = 200) -> float:
+    """What creating one small file costs in this folder now: the lake creates one per batch."""
+    folder.mkdir()
+    start = time.perf_counter()
+    for i in range(files):
+        (folder / f"f{i}").write_bytes(b"x")
+    return (time.perf_counter() - start) / files * 1000
+
+
+def spread_subfolders(folder: Path) -> bool:
+    """Mark folder as the top of a directory tree for ext4's allocator (chattr +T).
+
+    Its subfolders, and so the files in them, then go to block groups of their own. These
+    machines' ext4 has no journal, and there creating a file scans the inodes that others freed in
+    the same block group in the last minutes (the kernel's recently_deleted(); 0.2-0.9 ms a file
+    after a test suite or a previous run, against 0.05 ms). That is other processes' doing, not a
+    cost of the lake, and it would swamp the comparison: the lake creates one file per batch, the
+    raw write one in all. Returns False where the flag is not supported (other filesystems).
+    """
+    try:
+        return subprocess.run(["chattr", "+T", str(folder)], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -97,24 +123,25 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="sdg-bench-", dir=args.dir))
     raw_times, ours_times = [], []
     try:
+        spread = spread_subfolders(folder)
+        before_ms = file_creation_ms(folder / "probe-start")
         # Alternate the two and keep each one's best: the box is shared, so load comes and goes.
+        # Nothing is deleted until the end (deletions slow file creation here: see above).
         for attempt in range(args.repeats):
-            # Each starts with no dirty pages of the other's: writeback of the raw file's 100+ MB
-            # slowed every file creation of ours that followed it (0.2 ms against 0.05 ms here).
+            # Each starts with no dirty pages of the other's to write back.
             os.sync()
             raw_times.append(raw_write(table, folder / f"raw{attempt}"))
             os.sync()
             ours_times.append(lake_write(table, folder / f"ours{attempt}", args.batch, args.workers))
-            # Each attempt starts on an empty folder: thousands of left-over files slow file
-            # creation on these machines (seen here: twice the CPU per batch after ~1 GB of them).
-            for leftover in folder.iterdir():
-                shutil.rmtree(leftover)
+        creation_ms = file_creation_ms(folder / "probe-end")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     raw_s, ours_s = min(raw_times), min(ours_times)
     raw_rate, ours_rate = args.rows / raw_s, args.rows / ours_s
     print(f"rows={args.rows} batch={args.batch} workers={args.workers} batches={-(-args.rows // args.batch)} "
           f"dir={folder.parent}")
+    print(f"file creation: {before_ms:.3f} ms at the start, {creation_ms:.3f} ms at the end "
+          f"(subfolders spread over block groups: {'yes' if spread else 'no, chattr +T failed'})")
     print(f"raw polars.write_parquet: {raw_s:.2f}s  {raw_rate:,.0f} rows/s")
     print(f"lake land+publish+catalog: {ours_s:.2f}s  {ours_rate:,.0f} rows/s")
     print(f"ratio={ours_rate / raw_rate:.2f}")
