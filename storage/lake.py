@@ -201,18 +201,14 @@ class Lake:
         return base[: -len(".parquet")] + ".report.json"
 
     def _write_parquet(self, path: str, table: pa.Table, options: dict[str, Any]) -> int:
-        if self.is_local:
-            # Encoded in memory, then written with one call: a batch is small, and writing a file
-            # page by page costs a syscall and a seek per column chunk.
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, **options)
-            payload = sink.getvalue()
-            self._write_bytes(path, payload)
-            return payload.size
-        # On S3 an object appears only when its upload completes; no partial object is visible.
-        with self.fs.open(path, "wb") as handle:
-            pq.write_table(table, handle, **options)
-        return int(self.fs.info(path)["size"])
+        # Encoded in memory, then written with one call: a batch is small, and writing a file page
+        # by page costs a syscall and a seek per column chunk locally, and on S3 a stream that
+        # must be asked for its size afterwards.
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **options)
+        payload = sink.getvalue()
+        self._write_bytes(path, payload)
+        return payload.size
 
     def _write_bytes(self, path: str, payload: bytes | pa.Buffer) -> None:
         if self.is_local:
@@ -226,7 +222,8 @@ class Lake:
                     os.remove(temp)
                 raise
         else:
-            self.fs.pipe_file(path, payload)
+            # One PUT: an S3 object appears only when its upload completes, never half-written.
+            self.fs.pipe_file(path, payload if isinstance(payload, bytes) else payload.to_pybytes())
 
     def _local_temp(self, path: str) -> str:
         folder, name = os.path.split(path)
