@@ -53,7 +53,6 @@ def synthetic_preferences(rows: int) -> pa.Table:
 
 def raw_write(table: pa.Table, folder: Path) -> float:
     frame = pl.from_arrow(table)
-    folder.mkdir(parents=True)
     start = time.perf_counter()
     frame.write_parquet(folder / "raw.parquet")
     return time.perf_counter() - start
@@ -86,9 +85,14 @@ def lake_write(table: pa.Table, folder: Path, batch_rows: int, workers: int) -> 
     return seconds
 
 
+def subfolder(folder: Path, name: str) -> Path:
+    # A random suffix: under a +T folder, ext4 picks a subfolder's block group from a hash of its
+    # name, so fixed names would land every run in the groups the previous run just emptied.
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=folder))
+
+
 def file_creation_ms(folder: Path, files: int = 200) -> float:
     """What creating one small file costs in this folder now: the lake creates one per batch."""
-    folder.mkdir()
     start = time.perf_counter()
     for i in range(files):
         (folder / f"f{i}").write_bytes(b"x")
@@ -124,16 +128,16 @@ def main() -> None:
     raw_times, ours_times = [], []
     try:
         spread = spread_subfolders(folder)
-        before_ms = file_creation_ms(folder / "probe-start")
+        before_ms = file_creation_ms(subfolder(folder, "probe-start"))
         # Alternate the two and keep each one's best: the box is shared, so load comes and goes.
         # Nothing is deleted until the end (deletions slow file creation here: see above).
         for attempt in range(args.repeats):
             # Each starts with no dirty pages of the other's to write back.
             os.sync()
-            raw_times.append(raw_write(table, folder / f"raw{attempt}"))
+            raw_times.append(raw_write(table, subfolder(folder, f"raw{attempt}")))
             os.sync()
-            ours_times.append(lake_write(table, folder / f"ours{attempt}", args.batch, args.workers))
-        creation_ms = file_creation_ms(folder / "probe-end")
+            ours_times.append(lake_write(table, subfolder(folder, f"ours{attempt}"), args.batch, args.workers))
+        creation_ms = file_creation_ms(subfolder(folder, "probe-end"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     raw_s, ours_s = min(raw_times), min(ours_times)
@@ -142,6 +146,7 @@ def main() -> None:
           f"dir={folder.parent}")
     print(f"file creation: {before_ms:.3f} ms at the start, {creation_ms:.3f} ms at the end "
           f"(subfolders spread over block groups: {'yes' if spread else 'no, chattr +T failed'})")
+    print(f"attempts (s): raw {' '.join(f'{t:.2f}' for t in raw_times)}; ours {' '.join(f'{t:.2f}' for t in ours_times)}")
     print(f"raw polars.write_parquet: {raw_s:.2f}s  {raw_rate:,.0f} rows/s")
     print(f"lake land+publish+catalog: {ours_s:.2f}s  {ours_rate:,.0f} rows/s")
     print(f"ratio={ours_rate / raw_rate:.2f}")
