@@ -241,10 +241,11 @@ class Lake:
             except FileNotFoundError:
                 raise LakeError(f"batch {staged.batch_id} is not in staging; stage it before moving it to {area}") from None
             return target
-        if not self.fs.exists(source):
-            raise LakeError(f"batch {staged.batch_id} is not in staging; stage it before moving it to {area}")
-        self.fs.copy(source, target)  # server-side copy: the target appears whole
-        self.fs.rm(source)
+        try:
+            self.fs.copy(source, target)  # server-side copy: the target appears whole
+        except FileNotFoundError:
+            raise LakeError(f"batch {staged.batch_id} is not in staging; stage it before moving it to {area}") from None
+        self.fs.rm_file(source)
         return target
 
     def _ensure_folder(self, folder: str) -> None:
@@ -256,8 +257,8 @@ class Lake:
         if self.is_local:
             if os.path.exists(path):
                 os.remove(path)
-        elif self.fs.exists(path):
-            self.fs.rm(path)
+        else:
+            self.fs.rm_file(path)  # one DELETE; S3 answers a missing key with success too
 
     def _check_reachable(self) -> None:
         try:

@@ -56,6 +56,9 @@ def test_land_publish_quarantine_reland(lake_config, config_file):
     assert states == [{"state": "published", "rows": 10}, {"state": "quarantined", "rows": 5}]
     assert sdg_sql(config_file, "SELECT status FROM runs") == [{"status": "completed"}]
     assert lake.list_batches("staging") == []
+    with pytest.raises(LakeError, match="not in staging"):  # published already: nothing to move
+        lake.publish(again)
+    assert [b["batch_id"] for b in lake.list_batches("published")] == [good]  # and nothing lost
 
     # A batch that fails its gate on a rerun leaves the published area.
     third = lake.stage_batch("preferences", RUN_DATE, good, preference_rows(good, 10))
