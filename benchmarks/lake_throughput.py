@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="threads landing batches")
-    parser.add_argument("--repeats", type=int, default=3, help="alternate raw/ours this many times; best of each")
+    parser.add_argument("--repeats", type=int, default=5, help="alternate raw/ours this many times; best of each")
     parser.add_argument("--dir", default=None, help="folder both write into (default: the system's temporary folder)")
     parser.add_argument("--no-spread", action="store_true",
                         help="leave the scratch folder as it is (see spread_subfolders): what a churned filesystem costs")
