@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -126,7 +127,12 @@ class Catalog:
                 conn.close()
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
-        """Run SQL on a read-only connection; the catalog file cannot be changed through it."""
+        """Run one SELECT (or EXPLAIN of one) on a read-only connection.
+
+        A read-only connection protects only the catalog file: COPY ... TO, EXPORT, ATTACH or SET
+        would still write files elsewhere (into published/, say), so anything but a query is refused.
+        """
+        check_read_only(sql)
         if not os.path.exists(self.path):
             self.refresh_views()  # first use: create the tables and views so queries have names to bind
         with _file_lock(self.lock_path, exclusive=False):
@@ -211,6 +217,25 @@ class Catalog:
     def dataset_counts(self) -> pa.Table:
         """Published rows per dataset and run date, counted from the views themselves."""
         return self.query(q.dataset_counts(DATASETS))
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse SQL that is not exactly one SELECT (SHOW, DESCRIBE and SUMMARIZE are SELECTs) or EXPLAIN of one."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise CatalogError(f"query failed: {exc}") from None
+    if len(statements) != 1:
+        raise CatalogError(f"give exactly one SQL statement, not {len(statements)}")
+    statement = statements[0]
+    kind = statement.type
+    if kind == duckdb.StatementType.EXPLAIN:  # EXPLAIN ANALYZE runs its statement: that must be a SELECT too
+        inner = re.sub(r"^\s*EXPLAIN\s+(ANALY[SZ]E\s+)?", "", statement.query, flags=re.IGNORECASE)
+        kind = duckdb.extract_statements(inner)[0].type if inner.strip() else kind
+    if kind != duckdb.StatementType.SELECT:
+        name = str(kind).rsplit(".", 1)[-1]
+        name = name if kind == statement.type else f"EXPLAIN of {name}"
+        raise CatalogError(f"only queries are allowed here (SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN); got {name}")
 
 
 def _text(value: Any) -> str | None:

@@ -77,6 +77,21 @@ def test_datasets_and_refresh_commands(lake_config, config_file):
     assert result.exit_code == 0 and "preferences" in result.stdout and RUN_DATE in result.stdout
 
 
+def test_sql_runs_queries_only(lake_config, config_file, tmp_path):
+    # The connection is read-only, but that guards only the catalog file: COPY would write anywhere.
+    lake = Lake(lake_config)
+    lake.publish(lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 2)))
+    target = tmp_path / "written.csv"
+    refused = [f"COPY (SELECT 1 AS a) TO '{target}'", f"EXPLAIN ANALYZE COPY (SELECT 1 AS a) TO '{target}'",
+               "SELECT 1; SELECT 2", "SET threads = 1", "CREATE TABLE t AS SELECT 1", "INSTALL httpfs"]
+    for query in refused:
+        result = CliRunner().invoke(app, ["sql", "-c", str(config_file), query])
+        assert result.exit_code == 1 and "error" in result.output, (query, result.output)
+    assert not target.exists()
+    assert {"preferences", "runs"} <= {row["name"] for row in sdg_sql(config_file, "SHOW TABLES")}
+    assert sdg_sql(config_file, "WITH p AS (FROM preferences) SELECT count(*) AS n FROM p") == [{"n": 2}]
+
+
 def test_bulk_batch_records_keep_one_row_per_batch(lake_config, config_file):
     lake = Lake(lake_config)
     catalog = Catalog(lake_config, lake)
