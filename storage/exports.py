@@ -15,6 +15,7 @@ A file is written whole or not at all (temp file, then rename).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 
@@ -56,14 +57,16 @@ def steerlm_label(attributes: dict[str, float | None] | None) -> str | None:
     if not attributes:
         return None
     parts = [f"{name}:{min(4, max(0, round(attributes[name])))}" for name in HELPSTEER2_ATTRIBUTES
-             if attributes.get(name) is not None]
+             if attributes.get(name) is not None and not math.isnan(attributes[name])]  # unscored: no label
     return ",".join(parts) or None
 
 
 def _split_system(messages: list[dict]) -> tuple[str | None, list[dict]]:
-    if messages and messages[0]["role"] == "system":
-        return messages[0]["content"], messages[1:]
-    return None, messages
+    """NeMo-Aligner's formats take one system prompt, before the turns."""
+    system, turns = (messages[0]["content"], messages[1:]) if messages and messages[0]["role"] == "system" else (None, messages)
+    if any(m["role"] == "system" for m in turns):
+        raise ExportError("a system message after the first turn; NeMo-Aligner takes one system prompt, first")
+    return system, turns
 
 
 def _steerlm_record(messages: list[dict], labels: Sequence[str | None]) -> dict:
@@ -118,8 +121,9 @@ def _nemo_dpo(dataset: str, row: dict) -> Iterable[dict]:
         "prompt": _nemo_prompt(row["prompt"]),
         "chosen_response": "".join(m["content"] for m in row["chosen"]) + f"\n{NEMO_END}",
         "rejected_response": "".join(m["content"] for m in row["rejected"]) + f"\n{NEMO_END}",
-        "chosen_reward": row["chosen_reward"],
-        "rejected_reward": row["rejected_reward"],
+    } | {
+        # NeMo-Aligner falls back to its default only for an absent key; a null would reach torch.
+        key: row[key] for key in ("chosen_reward", "rejected_reward") if row[key] is not None
     }
 
 
@@ -172,7 +176,11 @@ def export(
         with open(temp, "w", encoding="utf-8") as handle:
             for batch in table.to_batches(max_chunksize=2048):
                 for row in batch.to_pylist():
-                    for record in to_records(dataset, row):
+                    try:
+                        records = list(to_records(dataset, row))
+                    except ExportError as exc:
+                        raise ExportError(f"{fmt}: {dataset} row {row['id']!r}: {exc}") from None
+                    for record in records:
                         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                         count += 1
         os.replace(temp, out)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Same order and names as engines.types.HELPSTEER2_ATTRIBUTES; re-declared so storage imports
 # nothing of ours.
@@ -96,6 +97,9 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 DATASETS: tuple[str, ...] = tuple(SCHEMAS)
 JUDGES = ("ground_truth", "verifier", "reward_model", "llm_judge")
+ROLES = ("system", "user", "assistant")
+# Columns whose values come from a fixed set: (dataset, column) -> allowed values.
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {("preferences", "judge"): JUDGES}
 
 
 class SchemaError(ValueError):
@@ -126,8 +130,27 @@ def _first_bad_row(values: list[Any], type_: pa.DataType) -> tuple[int, Any, str
     return -1, None, "unknown conversion problem"
 
 
+def _unknown_key(value: Any, type_: pa.DataType) -> str | None:
+    """A key of a nested value that its struct type does not have (Arrow would drop it silently)."""
+    if value is None:
+        return None
+    if pa.types.is_struct(type_) and isinstance(value, Mapping):
+        names = [f.name for f in type_]
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            return f"unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(names)}"
+        return next((why for f in type_ if (why := _unknown_key(value.get(f.name), f.type))), None)
+    if pa.types.is_list(type_) and isinstance(value, (list, tuple)):
+        return next((why for item in value if (why := _unknown_key(item, type_.value_type))), None)
+    return None
+
+
 def _column_from_rows(dataset: str, field: pa.Field, rows: list[Mapping[str, Any]]) -> pa.Array:
     values = [row.get(field.name) for row in rows]
+    if pa.types.is_nested(field.type):
+        for index, value in enumerate(values):
+            if why := _unknown_key(value, field.type):
+                raise SchemaError(f"{dataset}.{field.name}: row {index}: {why}")
     try:
         return pa.array(values, type=field.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
@@ -154,6 +177,49 @@ def _check_nulls(dataset: str, table: pa.Table) -> None:
             column = table.column(field.name)
             index = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
             raise SchemaError(f"{dataset}.{field.name}: row {index} is null, and the column is required")
+
+
+def _first(bad: pa.Array) -> int:
+    return pc.index(bad, True).as_py()
+
+
+def _check_choices(dataset: str, table: pa.Table) -> None:
+    for (name, column), allowed in CHOICES.items():
+        if name != dataset or column not in table.column_names:
+            continue
+        values = table.column(column)
+        if set(pc.unique(values).to_pylist()) <= set(allowed):  # the usual case: a handful of values
+            continue
+        index = _first(pc.invert(pc.is_in(values, value_set=pa.array(allowed))))
+        raise SchemaError(f"{dataset}.{column}: row {index} is {values[index].as_py()!r}; allowed: {', '.join(allowed)}")
+
+
+def _check_conversations(dataset: str, table: pa.Table) -> None:
+    """Every message of every conversation column is a {role, content} with a known role and a text.
+
+    Arrow does not enforce the not-null inside a list of structs, and a null message would pass
+    straight to TRL or NeMo-Aligner. Null counts and the distinct roles are cheap; positions are
+    looked for only when something is wrong.
+    """
+    for field in table.schema:
+        if field.type != CONVERSATION:
+            continue
+        conversations = table.column(field.name).combine_chunks()
+        messages = conversations.flatten()
+        roles, contents = messages.field("role"), messages.field("content")
+        if (not messages.null_count and not contents.null_count
+                and set(pc.unique(roles).to_pylist()) <= set(ROLES)):
+            continue
+        if messages.null_count:
+            index, why = _first(messages.is_null()), "is null, and a message must be a {role, content}"
+        elif contents.null_count:
+            index, why = _first(contents.is_null()), "has no content"
+        else:
+            index = _first(pc.invert(pc.is_in(roles, value_set=pa.array(ROLES))))
+            why = f"has role {roles[index].as_py()!r}; allowed: {', '.join(ROLES)}"
+        parents = pc.list_parent_indices(conversations)
+        row = parents[index].as_py()
+        raise SchemaError(f"{dataset}.{field.name}: row {row}, message {index - pc.index(parents, row).as_py()} {why}")
 
 
 def _table_from_rows(dataset: str, schema: pa.Schema, rows: list[Mapping[str, Any]]) -> pa.Table:
@@ -202,6 +268,8 @@ def conform(dataset: str, rows_or_table: Any) -> pa.Table:
     else:
         raise SchemaError(f"{dataset}: expected a list of rows, an Arrow table or a polars frame, got {type(data).__name__}")
     _check_nulls(dataset, table)
+    _check_choices(dataset, table)
+    _check_conversations(dataset, table)
     return table
 
 

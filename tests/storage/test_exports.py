@@ -114,3 +114,33 @@ def test_bad_exports_are_refused_and_write_nothing(catalog, tmp_path):
                                   "--run-date", "2025-01-02", "--min-reward", "4"])
     assert ok.exit_code == 0, ok.output
     assert len(read_jsonl(out)) == 3
+
+
+def test_rows_nemo_aligner_cannot_take_get_a_clear_error_or_leave_keys_out(tmp_path):
+    config = LakeConfig(root=str(tmp_path / "lake"))
+    lake = Lake(config)
+    rows = preference_rows("p-1", 3)
+    rows[0].update(chosen_reward=None, rejected_reward=None, judge="ground_truth")  # judged by the answer
+    rows[1]["chosen_attributes"] = {**rows[1]["chosen_attributes"], "verbosity": float("nan")}
+    lake.publish(lake.stage_batch("preferences", "2025-01-02", "p-1", rows))
+    catalog = Catalog(config, lake)
+    out = tmp_path / "nemo.jsonl"
+
+    export(catalog, "preferences", "nemo-aligner-dpo", out)
+    records = read_jsonl(out)  # ordered by id: pair-0 first
+    assert "chosen_reward" not in records[0] and "rejected_reward" not in records[0]  # its default, not null
+    assert records[1]["chosen_reward"] == rows[1]["chosen_reward"]
+    export(catalog, "preferences", "steerlm", out)
+    labels = [turn["label"] for record in read_jsonl(out) for turn in record["conversations"] if turn["label"]]
+    assert "helpfulness:4,correctness:4,coherence:4,complexity:1" in labels  # the NaN attribute has no label
+
+    second = preference_rows("p-2", 1, start=10)
+    second[0]["prompt"] = [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Late rule"},
+                           {"role": "user", "content": "And?"}]
+    lake.publish(lake.stage_batch("preferences", "2025-01-02", "p-2", second))
+    fresh = tmp_path / "never.jsonl"
+    for fmt in ("nemo-aligner-dpo", "steerlm"):
+        with pytest.raises(ExportError, match=r"row 'pair-10'.*system message after the first turn"):
+            export(catalog, "preferences", fmt, fresh)
+    assert not fresh.exists()
+    assert export(catalog, "preferences", "trl-dpo", fresh) == 4  # TRL's chat templates take it as it is

@@ -42,6 +42,13 @@ def test_rows_and_tables_conform():
         ({"judge": None}, ["preferences.judge", "row 1", "required"]),
         ({"surprise": 1}, ["unknown column", "surprise"]),
         ({"created_at": "yesterday"}, ["preferences.created_at"]),
+        ({"chosen": [{"role": "assistant", "content": None}]}, ["preferences.chosen", "row 1", "message 0", "no content"]),
+        ({"chosen": [{"role": "assistant"}]}, ["preferences.chosen", "row 1", "no content"]),
+        ({"chosen": [None]}, ["preferences.chosen", "row 1", "message 0", "is null"]),
+        ({"prompt": [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]},
+         ["preferences.prompt", "row 1", "message 1", "'tool'", "system, user, assistant"]),
+        ({"judge": "whatever"}, ["preferences.judge", "row 1", "'whatever'", "ground_truth"]),
+        ({"chosen_attributes": {"helpfulnes": 4.0}}, ["preferences.chosen_attributes", "row 1", "helpfulnes", "helpfulness"]),
     ],
 )
 def test_rows_that_do_not_match_name_dataset_column_and_row(change, words):
@@ -93,3 +100,11 @@ def test_batch_files_read_back_with_exactly_the_dataset_schema(tmp_path, dataset
         assert leaf["run_id"].is_stats_set  # lineage: DuckDB prunes files on it
         assert leaf["chosen_reward"].statistics.max == 4.0
         assert not leaf["id"].is_stats_set  # unique ids prune nothing
+
+
+def test_bad_messages_in_an_arrow_table_name_the_row_of_the_batch():
+    rows = preference_rows("b1", 4)
+    rows[3]["rejected"] = [{"role": "assistant", "content": "fine"}, None]
+    table = pa.Table.from_pylist(rows, schema=SCHEMAS["preferences"])  # Arrow takes the null message
+    with pytest.raises(SchemaError, match=r"preferences.rejected: row 2, message 1 is null"):
+        conform("preferences", table.slice(1))  # row 3 of the table is row 2 of the slice
