@@ -38,18 +38,37 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique (`a`, `a_2`): rows keyed by name would lose a repeated one.
+
+    >>> unique_names(["a", "b", "a", "a_2"])
+    ['a', 'b', 'a_3', 'a_2']
+    """
+    taken, result = set(names), []
+    seen: set[str] = set()
+    for name in names:
+        new, n = name, 1
+        while new in seen or (new != name and new in taken):
+            n += 1
+            new = f"{name}_{n}"
+        seen.add(new)
+        result.append(new)
+    return result
+
+
 def _show(table: pa.Table, fmt: str) -> None:
-    rows = table.to_pylist()
+    names = unique_names(table.column_names)
+    rows = [dict(zip(names, values)) for values in zip(*(column.to_pylist() for column in table.columns))]
     if fmt == "json":
         typer.echo(json.dumps(rows, default=str, ensure_ascii=False, indent=1))
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(table.column_names)
-        writer.writerows([[row[name] for name in table.column_names] for row in rows])
+        writer.writerow(names)
+        writer.writerows([list(row.values()) for row in rows])
         typer.echo(buffer.getvalue(), nl=False)
     else:
-        view = Table(*table.column_names, show_lines=False)
+        view = Table(*names, show_lines=False)
         for row in rows:
             view.add_row(*[("" if v is None else str(v)) for v in row.values()])
         from rich.console import Console

@@ -36,11 +36,16 @@ LOCK_TIMEOUT_S = 120.0
 BATCH_ROWS = pa.schema([("batch_id", pa.string()), ("dataset", pa.string()), ("run_id", pa.string()),
                         ("run_date", pa.string()), ("state", pa.string()), ("rows", pa.int64()),
                         ("bytes", pa.int64()), ("url", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
+NO_FILES = "No files found that match the pattern"  # DuckDB's error for a glob with no file
 USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "errors", "seconds")
 
 
 class CatalogError(RuntimeError):
     pass
+
+
+class _StaleViews(Exception):
+    """A query met a view whose files are gone, or a dataset with no view yet."""
 
 
 def catalog_path(config: LakeConfig) -> str:
@@ -135,6 +140,18 @@ class Catalog:
         check_read_only(sql)
         if not os.path.exists(self.path):
             self.refresh_views()  # first use: create the tables and views so queries have names to bind
+        try:
+            return self._read(sql, params)
+        except _StaleViews:
+            # The views lag the lake: a dataset's last published batch went away (quarantined on a
+            # rerun, say), or the catalog was written before any view was made. Remake them, ask again.
+            self.refresh_views()
+        try:
+            return self._read(sql, params)
+        except _StaleViews as exc:
+            raise CatalogError(f"query failed: {exc}") from None
+
+    def _read(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None) -> pa.Table:
         with _file_lock(self.lock_path, exclusive=False):
             conn = _connect(self.path, read_only=True)
             try:
@@ -142,6 +159,9 @@ class Catalog:
                 relation = conn.sql(sql, params=params)
                 return pa.table({}) if relation is None else relation.to_arrow_table()
             except duckdb.Error as exc:
+                text = str(exc)
+                if NO_FILES in text or any(f"Table with name {name} does not exist" in text for name in DATASETS):
+                    raise _StaleViews(text) from None
                 raise CatalogError(f"query failed: {exc}") from None
             finally:
                 conn.close()
@@ -172,12 +192,21 @@ class Catalog:
         if not latest:
             return
         new_batches = pa.Table.from_pylist(list(latest.values()), schema=BATCH_ROWS)
+        published = sorted({row["dataset"] for row in latest.values() if row["state"] == "published"})
         with self.writing() as conn:
             conn.register("new_batches", new_batches)
             try:
                 conn.execute(q.UPSERT_BATCHES)
             finally:
                 conn.unregister("new_batches")
+            for dataset in published:  # a dataset's first batch: its view still reads the empty table
+                if self._view_is_empty(conn, dataset) and self._has_published(dataset):
+                    conn.execute(q.view_over_parquet(dataset, self.lake.published_glob(dataset)))
+
+    @staticmethod
+    def _view_is_empty(conn: duckdb.DuckDBPyConnection, dataset: str) -> bool:
+        found = conn.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [dataset]).fetchone()
+        return found is None or "read_parquet" not in found[0]
 
     def record_gate_results(self, batch: str, results: Sequence[Mapping[str, Any]]) -> None:
         """Replace a batch's gate results; each has expectation, success, observed, threshold, details."""
@@ -209,10 +238,16 @@ class Catalog:
         """Point each dataset's view at its published Parquet (an empty typed view until there is some)."""
         with self.writing() as conn:
             for dataset in DATASETS:
-                glob = self.lake.published_glob(dataset)
                 conn.execute(q.create_empty_table(dataset, SCHEMAS[dataset]))
-                has_files = bool(self.lake.fs.glob(glob.split("://", 1)[-1] if not self.lake.is_local else glob))
-                conn.execute(q.view_over_parquet(dataset, glob) if has_files else q.view_over_empty(dataset))
+                has_files = self._has_published(dataset)
+                conn.execute(q.view_over_parquet(dataset, self.lake.published_glob(dataset)) if has_files
+                             else q.view_over_empty(dataset))
+
+    def _has_published(self, dataset: str) -> bool:
+        # DuckDB refuses a view over a glob that matches nothing, and a failed statement would abort
+        # the whole transaction, so look first.
+        glob = self.lake.published_glob(dataset)
+        return bool(self.lake.fs.glob(glob.split("://", 1)[-1] if not self.lake.is_local else glob))
 
     def dataset_counts(self) -> pa.Table:
         """Published rows per dataset and run date, counted from the views themselves."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -10,6 +12,7 @@ class LakeConfig(BaseModel):
 
     root: str = Field("./lake", description="fsspec URL of the lake: a local folder or s3://bucket/prefix")
     catalog: str | None = Field(None, description="DuckDB catalog file; default: catalog.duckdb beside a local lake")
-    storage_options: dict[str, str] = Field(
-        default_factory=dict, description="passed to fsspec/s3fs (endpoint_url, key, secret, ...)"
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="passed to fsspec/s3fs as given (endpoint_url, key, secret, anon: true, client_kwargs: {...})",
     )

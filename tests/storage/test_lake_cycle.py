@@ -90,6 +90,25 @@ def test_sql_runs_queries_only(lake_config, config_file, tmp_path):
     assert not target.exists()
     assert {"preferences", "runs"} <= {row["name"] for row in sdg_sql(config_file, "SHOW TABLES")}
     assert sdg_sql(config_file, "WITH p AS (FROM preferences) SELECT count(*) AS n FROM p") == [{"n": 2}]
+    # a repeated column name keeps both columns
+    assert sdg_sql(config_file, "SELECT 1 AS a, 2 AS a") == [{"a": 1, "a_2": 2}]
+    csv_out = CliRunner().invoke(app, ["sql", "-c", str(config_file), "-f", "csv", "SELECT 1 AS a, 2 AS a"])
+    assert csv_out.stdout.splitlines() == ["a,a_2", "1,2"]
+
+
+def test_views_follow_the_lake_without_a_refresh(lake_config, config_file):
+    lake = Lake(lake_config)
+    catalog = Catalog(lake_config, lake)
+    catalog.refresh_views()  # nothing published yet: every view reads an empty table
+    staged = lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 3))
+    catalog.record_batch(staged, "published", "run-1", lake.publish(staged))
+    assert sdg_sql(config_file, "SELECT count(*) AS n FROM preferences") == [{"n": 3}]  # first batch: view switched
+
+    again = lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 3))
+    catalog.record_batch(again, "quarantined", "run-2", lake.quarantine(again, {"failed": ["dedup"]}))
+    # its last file is gone: the query remakes the views instead of failing on an empty glob
+    assert sdg_sql(config_file, "SELECT count(*) AS n FROM preferences") == [{"n": 0}]
+    assert catalog.dataset_counts().num_rows == 0
 
 
 def test_bulk_batch_records_keep_one_row_per_batch(lake_config, config_file):
@@ -161,3 +180,20 @@ def test_unreachable_lake_is_a_clear_error(tmp_path, moto_endpoint):
                       "  storage_options: {endpoint_url: 'http://127.0.0.1:9', key: k, secret: s}\n")
     result = CliRunner().invoke(app, ["sql", "-c", str(config), "SELECT 1"])
     assert result.exit_code == 1 and "cannot be reached" in result.output
+
+
+def test_s3_options_that_are_not_strings_reach_s3fs(tmp_path, moto_endpoint):
+    from tests.storage.conftest import make_bucket
+
+    bucket = make_bucket(moto_endpoint)
+    config = tmp_path / "run.yaml"  # nested client_kwargs and a boolean, as s3fs takes them
+    config.write_text(f"lake:\n  root: s3://{bucket}/sdg\n  catalog: {tmp_path}/c.duckdb\n  storage_options:\n"
+                      "    key: testing\n    secret: testing\n    use_ssl: false\n"
+                      f"    client_kwargs: {{endpoint_url: '{moto_endpoint}', region_name: us-east-1}}\n")
+    from flows.config import load_config
+
+    lake_config = load_config(config).lake
+    assert lake_config.storage_options["use_ssl"] is False
+    lake = Lake(lake_config)
+    lake.publish(lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 2)))
+    assert sdg_sql(config, "SELECT count(*) AS n FROM preferences") == [{"n": 2}]
