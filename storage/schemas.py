@@ -198,28 +198,57 @@ def _check_conversations(dataset: str, table: pa.Table) -> None:
     """Every message of every conversation column is a {role, content} with a known role and a text.
 
     Arrow does not enforce the not-null inside a list of structs, and a null message would pass
-    straight to TRL or NeMo-Aligner. Null counts and the distinct roles are cheap; positions are
-    looked for only when something is wrong.
+    straight to TRL or NeMo-Aligner. The usual case costs null counts and one pass over all roles
+    (a call per column cost 0.1-0.2 ms a batch with two landing threads); positions are looked for
+    only when something is wrong. Chunk by chunk: combining chunks would copy the texts.
     """
-    for field in table.schema:
-        if field.type != CONVERSATION:
-            continue
-        conversations = table.column(field.name).combine_chunks()
-        messages = conversations.flatten()
-        roles, contents = messages.field("role"), messages.field("content")
-        if (not messages.null_count and not contents.null_count
-                and set(pc.unique(roles).to_pylist()) <= set(ROLES)):
-            continue
-        if messages.null_count:
-            index, why = _first(messages.is_null()), "is null, and a message must be a {role, content}"
-        elif contents.null_count:
-            index, why = _first(contents.is_null()), "has no content"
-        else:
-            index = _first(pc.invert(pc.is_in(roles, value_set=pa.array(ROLES))))
-            why = f"has role {roles[index].as_py()!r}; allowed: {', '.join(ROLES)}"
-        parents = pc.list_parent_indices(conversations)
-        row = parents[index].as_py()
-        raise SchemaError(f"{dataset}.{field.name}: row {row}, message {index - pc.index(parents, row).as_py()} {why}")
+    chunks = [(field.name, first_row, conversations)
+              for field in table.schema if field.type == CONVERSATION
+              for first_row, conversations in _with_offsets(table.column(field.name).chunks)]
+    roles = []
+    for column, first_row, conversations in chunks:
+        messages = _messages(conversations)
+        if messages.null_count or messages.field("content").null_count:
+            _locate_bad_message(dataset, column, first_row, conversations)
+        roles.append(messages.field("role"))
+    if roles and not set(pc.unique(pa.chunked_array(roles, pa.string())).to_pylist()) <= set(ROLES):
+        for column, first_row, conversations in chunks:
+            _locate_bad_message(dataset, column, first_row, conversations)
+
+
+def _messages(conversations: pa.ListArray) -> pa.StructArray:
+    # The messages of these rows: the column is required, so no null list hides any. Cheaper than
+    # flatten(), which goes through a compute call.
+    offsets = conversations.offsets
+    start = offsets[0].as_py()
+    return conversations.values.slice(start, offsets[-1].as_py() - start)
+
+
+def _with_offsets(chunks: list[pa.Array]) -> list[tuple[int, pa.Array]]:
+    first_rows = [0]
+    for chunk in chunks[:-1]:
+        first_rows.append(first_rows[-1] + len(chunk))
+    return list(zip(first_rows, chunks))
+
+
+def _locate_bad_message(dataset: str, column: str, first_row: int, conversations: pa.ListArray) -> None:
+    """Raise for the first bad message of these conversations, if there is one."""
+    messages = conversations.flatten()
+    roles, contents = messages.field("role"), messages.field("content")
+    unknown_role = pc.invert(pc.is_in(roles, value_set=pa.array(ROLES)))
+    if messages.null_count:
+        index, why = _first(messages.is_null()), "is null, and a message must be a {role, content}"
+    elif contents.null_count:
+        index, why = _first(contents.is_null()), "has no content"
+    elif pc.any(unknown_role).as_py():
+        index = _first(unknown_role)
+        why = f"has role {roles[index].as_py()!r}; allowed: {', '.join(ROLES)}"
+    else:
+        return
+    parents = pc.list_parent_indices(conversations)
+    row = parents[index].as_py()
+    turn = index - pc.index(parents, row).as_py()
+    raise SchemaError(f"{dataset}.{column}: row {first_row + row}, message {turn} {why}")
 
 
 def _table_from_rows(dataset: str, schema: pa.Schema, rows: list[Mapping[str, Any]]) -> pa.Table:
