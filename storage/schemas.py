@@ -6,6 +6,7 @@ them and TRL reads them as conversational columns without parsing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -171,12 +172,21 @@ def _check_columns(dataset: str, schema: pa.Schema, names: Iterable[str]) -> Non
         raise SchemaError(f"{dataset}: required column(s) missing: {', '.join(missing)}")
 
 
+@functools.cache
+def _columns(dataset: str) -> tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+    """(position, name) of the required columns and of the conversation columns of a dataset's schema."""
+    schema = SCHEMAS[dataset]
+    required = tuple((i, f.name) for i, f in enumerate(schema) if not f.nullable)
+    conversations = tuple((i, f.name) for i, f in enumerate(schema) if f.type == CONVERSATION)
+    return required, conversations
+
+
 def _check_nulls(dataset: str, table: pa.Table) -> None:
-    for field in table.schema:
-        if not field.nullable and table.column(field.name).null_count:
-            column = table.column(field.name)
+    for position, name in _columns(dataset)[0]:  # the table has the schema's exact columns by now
+        column = table.column(position)
+        if column.null_count:
             index = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
-            raise SchemaError(f"{dataset}.{field.name}: row {index} is null, and the column is required")
+            raise SchemaError(f"{dataset}.{name}: row {index} is null, and the column is required")
 
 
 def _first(bad: pa.Array) -> int:
@@ -202,9 +212,8 @@ def _check_conversations(dataset: str, table: pa.Table) -> None:
     (a call per column cost 0.1-0.2 ms a batch with two landing threads); positions are looked for
     only when something is wrong. Chunk by chunk: combining chunks would copy the texts.
     """
-    chunks = [(field.name, first_row, conversations)
-              for field in table.schema if field.type == CONVERSATION
-              for first_row, conversations in _with_offsets(table.column(field.name).chunks)]
+    chunks = [(name, first_row, conversations) for position, name in _columns(dataset)[1]
+              for first_row, conversations in _with_offsets(table.column(position).chunks)]
     roles = []
     for column, first_row, conversations in chunks:
         messages = _messages(conversations)
@@ -261,9 +270,9 @@ def _table_from_rows(dataset: str, schema: pa.Schema, rows: list[Mapping[str, An
 
 
 def _table_from_arrow(dataset: str, schema: pa.Schema, table: pa.Table) -> pa.Table:
-    _check_columns(dataset, schema, table.column_names)
     if table.schema.equals(schema, check_metadata=False):
         return table  # the fast path: writers that build the exact schema pay nothing
+    _check_columns(dataset, schema, table.column_names)
     arrays = []
     for field in schema:
         if field.name not in table.column_names:
