@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import glob
 import os
 import re
 import time
@@ -246,8 +247,10 @@ class Catalog:
     def _has_published(self, dataset: str) -> bool:
         # DuckDB refuses a view over a glob that matches nothing, and a failed statement would abort
         # the whole transaction, so look first.
-        glob = self.lake.published_glob(dataset)
-        return bool(self.lake.fs.glob(glob.split("://", 1)[-1] if not self.lake.is_local else glob))
+        pattern = self.lake.published_glob(dataset)
+        if self.lake.is_local:
+            return next(glob.iglob(pattern), None) is not None  # stops at the first file
+        return bool(self.lake.fs.glob(pattern.split("://", 1)[-1]))
 
     def dataset_counts(self) -> pa.Table:
         """Published rows per dataset and run date, counted from the views themselves."""
