@@ -193,14 +193,23 @@ def _first(bad: pa.Array) -> int:
     return pc.index(bad, True).as_py()
 
 
+def _all_in(values: pa.Array | pa.ChunkedArray, allowed: tuple[str, ...]) -> bool:
+    return set(pc.unique(values).to_pylist()) <= set(allowed)  # the usual case: a handful of values
+
+
+def _first_outside(values: pa.Array | pa.ChunkedArray, allowed: tuple[str, ...]) -> int:
+    """Position of the first value not in `allowed`, or -1."""
+    return _first(pc.invert(pc.is_in(values, value_set=pa.array(allowed))))
+
+
 def _check_choices(dataset: str, table: pa.Table) -> None:
     for (name, column), allowed in CHOICES.items():
         if name != dataset or column not in table.column_names:
             continue
         values = table.column(column)
-        if set(pc.unique(values).to_pylist()) <= set(allowed):  # the usual case: a handful of values
+        if _all_in(values, allowed):
             continue
-        index = _first(pc.invert(pc.is_in(values, value_set=pa.array(allowed))))
+        index = _first_outside(values, allowed)
         raise SchemaError(f"{dataset}.{column}: row {index} is {values[index].as_py()!r}; allowed: {', '.join(allowed)}")
 
 
@@ -220,7 +229,7 @@ def _check_conversations(dataset: str, table: pa.Table) -> None:
         if messages.null_count or messages.field("content").null_count:
             _locate_bad_message(dataset, column, first_row, conversations)
         roles.append(messages.field("role"))
-    if roles and not set(pc.unique(pa.chunked_array(roles, pa.string())).to_pylist()) <= set(ROLES):
+    if roles and not _all_in(pa.chunked_array(roles, pa.string()), ROLES):
         for column, first_row, conversations in chunks:
             _locate_bad_message(dataset, column, first_row, conversations)
 
@@ -242,15 +251,13 @@ def _with_offsets(chunks: list[pa.Array]) -> list[tuple[int, pa.Array]]:
 
 def _locate_bad_message(dataset: str, column: str, first_row: int, conversations: pa.ListArray) -> None:
     """Raise for the first bad message of these conversations, if there is one."""
-    messages = conversations.flatten()
+    messages = _messages(conversations)
     roles, contents = messages.field("role"), messages.field("content")
-    unknown_role = pc.invert(pc.is_in(roles, value_set=pa.array(ROLES)))
     if messages.null_count:
         index, why = _first(messages.is_null()), "is null, and a message must be a {role, content}"
     elif contents.null_count:
         index, why = _first(contents.is_null()), "has no content"
-    elif pc.any(unknown_role).as_py():
-        index = _first(unknown_role)
+    elif (index := _first_outside(roles, ROLES)) >= 0:
         why = f"has role {roles[index].as_py()!r}; allowed: {', '.join(ROLES)}"
     else:
         return
