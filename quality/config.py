@@ -71,6 +71,9 @@ class QualityConfig(Strict):
     topics: GateConfig = GateConfig(near_dedup=False, min_acceptance_rate=0.0)
     prompts: GateConfig = GateConfig()
     dialogues: GateConfig = GateConfig()
+    # K answers to one prompt may repeat each other (greedy decoding, a short question): judges
+    # need them all, so responses are not de-duplicated and every scored one is kept.
+    responses: GateConfig = GateConfig(exact_dedup=False, near_dedup=False, min_acceptance_rate=0.0)
     preferences: GateConfig = GateConfig()
 
     def for_dataset(self, dataset: str) -> GateConfig:

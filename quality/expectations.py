@@ -74,7 +74,7 @@ def expectation_specs(dataset: str, config: GateConfig) -> list[tuple[str, str, 
                            "max_value": config.max_text_chars}))
         specs.append(("chosen_differs_from_rejected", "ExpectColumnValuesToBeInSet",
                       {"column": "chosen_equals_rejected", "value_set": [False]}))
-    if dataset in ("dialogues", "preferences"):
+    if dataset in ("dialogues", "responses", "preferences"):
         specs.append(("attributes_in_range_low", "ExpectColumnValuesToBeBetween",
                       {"column": "attr_low", "min_value": config.attribute_min}))
         specs.append(("attributes_in_range_high", "ExpectColumnValuesToBeBetween",

@@ -25,11 +25,12 @@ CONVERSATIONS: dict[str, dict[str, str]] = {
     "topics": {},
     "prompts": {"messages": ENDS_WITH_USER},
     "dialogues": {"messages": ENDS_WITH_ASSISTANT},
+    "responses": {"prompt": ENDS_WITH_USER, "response": ASSISTANT_TURN},
     "preferences": {"prompt": ENDS_WITH_USER, "chosen": ASSISTANT_TURN, "rejected": ASSISTANT_TURN},
 }
 # dataset -> the derived text column that de-duplication compares (one pair per prompt, hence `prompt`)
 DEDUP_TEXT = {"topics": "topic_text", "prompts": "messages_text", "dialogues": "messages_text",
-              "preferences": "prompt_text"}
+              "responses": "response_text", "preferences": "prompt_text"}
 # Duplicates are looked for within one scope: an instruction-following prompt repeats its base
 # prompt and a two-turn prompt its seed by design, so prompts compare only within a task type.
 DEDUP_SCOPE = {"prompts": "task_type"}
@@ -95,6 +96,10 @@ def reward_columns(dataset: str, table: pa.Table) -> dict[str, object]:
         both = np.concatenate([chosen, rejected], axis=1)
         reward = _column(table, "chosen_reward").to_numpy(zero_copy_only=False).astype(float)
         scored = chosen  # minimums apply to the answer we keep, not the one we reject
+    elif dataset == "responses":
+        scored = _attribute_matrix(_column(table, "attributes"))
+        both = scored
+        reward = _column(table, "reward").to_numpy(zero_copy_only=False).astype(float)
     elif dataset == "dialogues":
         turns = _column(table, "turn_attributes")
         parents = pc.list_parent_indices(turns).to_numpy()

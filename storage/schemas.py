@@ -29,6 +29,12 @@ SAMPLING = pa.struct(
         pa.field("seed", pa.int64()),
     ]
 )
+# One instruction's verdict on a response (the verifier judge's evidence).
+INSTRUCTION_CHECK = pa.struct([pa.field("instruction_id", pa.string()), pa.field("followed", pa.bool_())])
+# One of the LLM judge's two readings: the order the responses were shown in (chosen first: "chosen_first",
+# else "rejected_first"), the letter it named (null when it named neither) and its raw answer.
+LLM_VERDICT = pa.struct([pa.field("order", pa.string()), pa.field("verdict", pa.string()),
+                         pa.field("raw", pa.string())])
 
 # Every row carries its lineage (DESIGN.md): where it came from and how it was sampled.
 LINEAGE = [
@@ -78,6 +84,24 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("turn_attributes", pa.list_(ATTRIBUTES)),  # one per assistant turn
         pa.field("turn_rewards", pa.list_(pa.float64())),
         pa.field("reward", pa.float64()),
+        pa.field("source", pa.string()),  # role_play | best_of_n
+    ),
+    # Every scored response of the preferences stage: judges re-run over these without generating again.
+    "responses": _schema(
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("prompt_id", pa.string(), nullable=False),
+        pa.field("task_type", pa.string()),
+        pa.field("prompt", CONVERSATION, nullable=False),  # up to and including the last user turn
+        pa.field("response", CONVERSATION, nullable=False),  # the one assistant turn
+        pa.field("response_index", pa.int32(), nullable=False),  # 0..K-1 within its prompt
+        pa.field("finish_reason", pa.string()),
+        pa.field("completion_tokens", pa.int64()),
+        pa.field("reference_answer", pa.string()),
+        pa.field("instruction_ids", pa.list_(pa.string())),
+        pa.field("instruction_kwargs", pa.string()),
+        pa.field("attributes", ATTRIBUTES),
+        pa.field("reward", pa.float64()),
+        pa.field("reward_model", pa.string()),
     ),
     "preferences": _schema(
         pa.field("id", pa.string(), nullable=False),
@@ -93,6 +117,16 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("margin", pa.float64()),
         pa.field("chosen_model", pa.string()),
         pa.field("rejected_model", pa.string()),
+        # the judge's evidence, typed, so any pair can be audited with SQL
+        pa.field("chosen_id", pa.string()),  # ids in `responses`
+        pa.field("rejected_id", pa.string()),
+        pa.field("reference_answer", pa.string()),  # ground truth
+        pa.field("chosen_answer", pa.string()),  # ground truth: the final answers extracted
+        pa.field("rejected_answer", pa.string()),
+        pa.field("chosen_checks", pa.list_(INSTRUCTION_CHECK)),  # verifier
+        pa.field("rejected_checks", pa.list_(INSTRUCTION_CHECK)),
+        pa.field("llm_verdicts", pa.list_(LLM_VERDICT)),  # llm judge: both readings
+        pa.field("judge_model", pa.string()),  # the reward model or LLM judge that decided
     ),
 }
 

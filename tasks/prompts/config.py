@@ -75,7 +75,7 @@ class InstructionSettings(Strict):
     def _known_ids(cls, ids: list[str] | None) -> list[str] | None:
         if ids is None:
             return ids
-        from tasks.prompts.instructions import INSTRUCTIONS
+        from tasks.instructions import INSTRUCTIONS
 
         unknown = [i for i in ids if i not in INSTRUCTIONS]
         if unknown:

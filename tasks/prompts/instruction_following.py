@@ -15,7 +15,8 @@ from engines.types import ChatEngine
 from tasks.llm_step import Row, StepResult
 from tasks.prompts.common import row_id, stable_seed
 from tasks.prompts.config import PromptsStage
-from tasks.prompts.instructions import INSTRUCTIONS, render_form, sample_instruction_ids, template_lineage
+from tasks.instructions import INSTRUCTIONS, sample_instruction_ids
+from tasks.prompts.instruction_forms import render_form, template_lineage
 from tasks.prompts.two_turn import answer_first_turn
 
 

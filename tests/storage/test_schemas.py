@@ -11,7 +11,7 @@ LINEAGE = ("run_id", "batch_id", "stage", "model", "backend", "sampling", "templ
 
 
 def test_every_dataset_carries_lineage_and_conversations_are_structs():
-    assert set(DATASETS) == {"topics", "prompts", "dialogues", "preferences"}
+    assert set(DATASETS) == {"topics", "prompts", "dialogues", "responses", "preferences"}
     for schema in SCHEMAS.values():
         assert set(LINEAGE) <= set(schema.names)
         assert schema.field("created_at").type == pa.timestamp("us", tz="UTC")

@@ -3,7 +3,7 @@
 IFEval scores with `lm_eval.tasks.ifeval.utils.process_results(doc, [response])`: strict and
 loose verdicts per instruction. We feed it the rows our planner makes (instruction ids and
 kwargs, as the prompts stage stores them) and a corpus of responses, and require the same
-verdicts as `tasks.prompts.instructions.verify` for every pair.
+verdicts as `tasks.instructions.verify` for every pair.
 
 lm_eval is a dev-only install without its dependencies (see the Makefile); its IFEval files need
 only nltk, langdetect and immutabledict. Its task registry (lm_eval/tasks/__init__.py) would pull
@@ -20,7 +20,7 @@ import types
 
 import pytest
 
-from tasks.prompts.instructions import INSTRUCTIONS, sample_instruction_ids, verify
+from tasks.instructions import INSTRUCTIONS, sample_instruction_ids, verify
 from tests.tasks.test_instructions import CASES, EN
 
 PROMPTS = ["Describe a lighthouse.", "Write a short note to a neighbour about a lost cat.",

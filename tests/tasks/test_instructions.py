@@ -4,23 +4,25 @@ import random
 
 import pytest
 
-from tasks.prompts.instructions import (
+from tasks.instructions import (
     INSTRUCTIONS,
     UnknownInstructionError,
     check_compatible,
     check_loose,
     check_strict,
-    describe_instruction,
     find_conflicts,
     get_instruction,
     loose_variants,
+    sample_instruction_ids,
+    verify,
+)
+from tasks.prompts.instruction_forms import (
+    describe_instruction,
     render_form,
     render_multi_turn,
     render_second_turn,
     render_single_turn,
-    sample_instruction_ids,
     template_lineage,
-    verify,
 )
 
 EN = "The weather today is pleasant and the children are playing outside in the park"

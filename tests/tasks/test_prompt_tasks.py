@@ -9,7 +9,7 @@ import pytest
 from engines.scripted import ScriptedChatEngine
 from tasks.prompts.config import PromptsStage
 from tasks.prompts.instruction_following import generate_instruction_prompts
-from tasks.prompts.instructions import check_strict
+from tasks.instructions import check_strict
 from tasks.prompts.questions import document_items, generate_questions, question_items, revise_questions, split_math_answer
 from tasks.prompts.topics import generate_topics, leaf_topics, topic_row
 from tasks.prompts.two_turn import generate_two_turn

@@ -14,13 +14,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from tasks.prompts.instructions.registry import check_compatible, get_instruction
+from tasks.instructions.registry import check_compatible, get_instruction
 from tasks.templates import Template, TemplateError, load_template
 
 Form = Literal["single_turn", "multi_turn", "second_turn"]
 Message = dict[str, str]
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 SENTENCES_FILE = TEMPLATE_DIR / "instruction_sentences.txt"
 FORM_FILES: dict[str, Path] = {
     form: TEMPLATE_DIR / f"instruction_{form}.txt"

@@ -6,7 +6,7 @@ import random
 from itertools import combinations
 from typing import Any, Sequence
 
-from tasks.prompts.instructions.library import INSTRUCTIONS, Instruction
+from tasks.instructions.library import INSTRUCTIONS, Instruction
 
 
 class UnknownInstructionError(KeyError):

@@ -11,9 +11,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tasks.prompts.instructions import checks_content as content
-from tasks.prompts.instructions import checks_format as layout
-from tasks.prompts.instructions.text import KEYWORD_POOL, LANGUAGE_NAMES
+from tasks.instructions import checks_content as content
+from tasks.instructions import checks_format as layout
+from tasks.instructions.text import KEYWORD_POOL, LANGUAGE_NAMES
 
 Kwargs = dict[str, Any]
 

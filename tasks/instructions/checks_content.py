@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from tasks.prompts.instructions.text import (
+from tasks.instructions.text import (
     LanguageUnknown,
     count_sentences,
     count_words,

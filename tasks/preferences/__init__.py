@@ -1,0 +1,1 @@
+"""The preferences stage: K scored responses per prompt, judges that pick (chosen, rejected), best-of-n."""
