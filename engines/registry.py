@@ -8,15 +8,18 @@ flow's module before the run starts, so its ~0.7 s import is not paid inside a f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 from engines.config import ModelSpec
 from engines.openai_chat import OpenAIChatEngine
-from engines.types import ChatEngine, RewardEngine
+from engines.types import ChatEngine, RewardEngine, Usage
 
 _lock = threading.RLock()  # re-entrant: an llm-judge reward engine builds its chat engine
 _engines: dict[tuple[str, str], ChatEngine | RewardEngine] = {}
+_open_scopes = 0
 
 
 class UnknownModel(KeyError):
@@ -89,6 +92,48 @@ def get_reward_engine(name: str, registry: Mapping[str, ModelSpec]) -> RewardEng
 def open_engines() -> dict[tuple[str, str], ChatEngine | RewardEngine]:
     with _lock:
         return dict(_engines)
+
+
+@asynccontextmanager
+async def engine_scope() -> AsyncIterator[None]:
+    """Engines opened inside stay open until the outermost scope ends, then close together.
+
+    A nightly run opens one scope around its stages, so the second stage reuses the model the
+    first one loaded; a stage run on its own is the outermost scope and closes what it opened.
+    """
+    global _open_scopes
+    with _lock:
+        _open_scopes += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _open_scopes -= 1
+            last = _open_scopes == 0
+        if last:
+            await aclose_all()
+
+
+UsageKey = tuple[str, str]  # (model name, backend)
+
+
+def usage_snapshot() -> dict[UsageKey, Usage]:
+    """What every open engine has used so far, per model and backend (copies)."""
+    totals: dict[UsageKey, Usage] = {}
+    for engine in open_engines().values():
+        totals.setdefault((engine.model_name, engine.backend), Usage()).add(engine.usage)
+    return totals
+
+
+def usage_since(before: Mapping[UsageKey, Usage]) -> dict[UsageKey, Usage]:
+    """What the engines used since `before` (a usage_snapshot): a stage's own cost, with shared engines."""
+    spent = {}
+    for key, now in usage_snapshot().items():
+        then = before.get(key, Usage())
+        delta = Usage(**{f.name: getattr(now, f.name) - getattr(then, f.name) for f in dataclasses.fields(Usage)})
+        if delta.requests or delta.errors or delta.prompt_tokens or delta.completion_tokens:
+            spent[key] = delta
+    return spent
 
 
 async def aclose_all() -> None:

@@ -43,11 +43,11 @@ class GateWorker:
 @task(name="land-and-gate", task_run_name="land-{dataset}-{shard}", retries=2, retry_delay_seconds=2,
       cache_policy=NO_CACHE)
 async def land_and_gate(run: RunContext, dataset: str, rows: Sequence[dict], stage: str, shard: str,
-                        worker: GateWorker) -> list[dict]:
-    """Land `rows` in batches of the stage's batch size; each batch passes its gate (in the worker's
-    process) or is quarantined."""
+                        batch_size: int, worker: GateWorker) -> list[dict]:
+    """Land `rows` in batches of `batch_size`; each batch passes its gate (in the worker's process)
+    or is quarantined."""
     outcomes = []
-    for index, chunk in enumerate(chunks(rows, run.config.prompts.batch_size)):
+    for index, chunk in enumerate(chunks(rows, batch_size)):
         report = await worker.land(run, dataset, chunk, stage, f"{shard}-{index}")
         await apublish_artifacts(report.to_dict())
         outcomes.append(report.summary())

@@ -4,7 +4,6 @@ prompts -> seeds, every row landed through the gate as the `topics` and `prompts
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 
 from prefect import flow, task
@@ -12,10 +11,9 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from engines.registry import aclose_all, get_chat_engine, open_engines
 from flows.config import RunConfig
-from flows.landing import GateWorker, land_and_gate
-from flows.run_context import RunContext, record_engine_usage, start_run
+from flows.run_context import RunContext
+from flows.stage import Lander, open_stage, record_drops
 from tasks.llm_step import Row, StepResult
 from tasks.prompts.common import TEMPLATE_DIR
 from tasks.prompts.documents import read_documents
@@ -40,17 +38,6 @@ def check_inputs(run: RunContext) -> tuple[StepResult, StepResult]:
     return seeds, documents
 
 
-def record_drops(run: RunContext, step: str, result: StepResult) -> None:
-    """Dropped rows are data: counted in the catalog, kept with their reason and raw text in the lake."""
-    if not result.drops:
-        return
-    run.catalog.record_drops(run.run_id, f"{STAGE}-{step}-generation", STAGE, result.drop_counts())
-    lines = [json.dumps({"reason": d.reason, "raw": d.raw, "source": d.source}, default=str) for d in result.drops]
-    path = f"{run.lake.root}/runs/{run.run_id}/drops/{step}.jsonl"
-    run.lake.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    run.lake.fs.pipe(path, ("\n".join(lines) + "\n").encode())
-
-
 @task(name="topic-tree", cache_policy=NO_CACHE)
 async def make_topics(run: RunContext) -> StepResult:
     stage = run.config.prompts
@@ -58,7 +45,7 @@ async def make_topics(run: RunContext) -> StepResult:
         table = run.catalog.query("SELECT id, topic, subtopic, source FROM topics WHERE run_date = (SELECT max(run_date) FROM topics)")
         if table.num_rows:
             return StepResult(rows=table.to_pylist(), reused=True)
-    out = await generate_topics(get_chat_engine(stage.generator, run.config.models), stage, run.config.seed)
+    out = await generate_topics(run.chat_engine(stage.generator), stage, run.config.seed)
     record_drops(run, "topics", out)
     return out
 
@@ -66,7 +53,7 @@ async def make_topics(run: RunContext) -> StepResult:
 @task(name="questions", task_run_name="questions-{task_type}", cache_policy=NO_CACHE)
 async def make_questions(run: RunContext, task_type: str, items: list[Row]) -> list[Row]:
     stage = run.config.prompts
-    engine = get_chat_engine(stage.generator, run.config.models)
+    engine = run.chat_engine(stage.generator)
     out = await generate_questions(engine, task_type, items, stage, run.config.seed)
     record_drops(run, task_type, out)
     settings = getattr(stage, task_type, None)
@@ -80,7 +67,7 @@ async def make_questions(run: RunContext, task_type: str, items: list[Row]) -> l
 @task(name="instruction-following", task_run_name="instruction-following-{source}", cache_policy=NO_CACHE)
 async def make_instruction_prompts(run: RunContext, source: str, base: list[Row], offset: int) -> list[Row]:
     stage = run.config.prompts
-    engine = get_chat_engine(stage.generator, run.config.models)
+    engine = run.chat_engine(stage.generator)
     out = await generate_instruction_prompts(engine, base, stage, run.config.seed, offset)
     record_drops(run, f"instruction_following-{source}", out)
     return out.rows
@@ -89,7 +76,7 @@ async def make_instruction_prompts(run: RunContext, source: str, base: list[Row]
 @task(name="two-turn", cache_policy=NO_CACHE)
 async def make_two_turn(run: RunContext, seeds: list[Row]) -> list[Row]:
     stage = run.config.prompts
-    out = await generate_two_turn(get_chat_engine(stage.generator, run.config.models), seeds, stage, run.config.seed)
+    out = await generate_two_turn(run.chat_engine(stage.generator), seeds, stage, run.config.seed)
     record_drops(run, "two_turn", out)
     return out.rows
 
@@ -97,26 +84,6 @@ async def make_two_turn(run: RunContext, seeds: list[Row]) -> list[Row]:
 def mix_table(rows: list[Row]) -> list[dict]:
     counts = Counter((r["task_type"], r.get("topic") or "-") for r in rows)
     return [{"task_type": t, "topic": topic, "rows": n} for (t, topic), n in sorted(counts.items())]
-
-
-class Lander:
-    """Lands each part of the stage as soon as it is generated, while generation goes on; the
-    gates run one at a time in a worker process (flows.landing.GateWorker)."""
-
-    def __init__(self, run: RunContext) -> None:
-        self.run = run
-        self.outcomes: list[dict] = []
-        self._one_at_a_time = asyncio.Lock()
-        self._worker = GateWorker({d: run.config.quality.for_dataset(d) for d in ("topics", "prompts")})
-
-    async def land(self, dataset: str, rows: list[Row], shard: str) -> None:
-        if not rows:
-            return
-        async with self._one_at_a_time:
-            self.outcomes += await land_and_gate(quote(self.run), dataset, quote(rows), STAGE, shard, quote(self._worker))
-
-    def close(self) -> None:
-        self._worker.close()
 
 
 async def generate_all(run: RunContext, seeds: list[Row], documents: list[Row], lander: Lander) -> list[Row]:
@@ -164,25 +131,15 @@ async def generate_all(run: RunContext, seeds: list[Row], documents: list[Row], 
 @flow(name="prompts", log_prints=True)
 async def prompts_flow(config: RunConfig, run_date: str | None = None) -> dict:
     """Make the `topics` and `prompts` datasets of one night, every batch through its gate."""
-    run = start_run(config, STAGE, run_date)
-    lander = Lander(run)  # its gate worker starts now, while inputs are checked and the tree grows
-    try:
+    async with open_stage(config, STAGE, run_date, ("topics", "prompts"), config.prompts.batch_size) as stage_run:
+        run = stage_run.run
         seeds, documents = check_inputs(run)
-        record_drops(run, "seeds", seeds)
-        record_drops(run, "documents", documents)
-        rows = await generate_all(run, seeds.rows, documents.rows, lander)
-        record_engine_usage(run, open_engines().values())
+        stage_run.record_drops("seeds", seeds)
+        stage_run.record_drops("documents", documents)
+        rows = await generate_all(run, seeds.rows, documents.rows, stage_run.lander)
         mix = mix_table(rows)
-        await _report(run, mix, lander.outcomes)
-        run.catalog.refresh_views()
-        run.catalog.finish_run(run.run_id, "completed")
-    except BaseException:
-        run.catalog.finish_run(run.run_id, "failed")
-        raise
-    finally:
-        lander.close()
-        await aclose_all()
-    outcomes = lander.outcomes
+        await _report(run, mix, stage_run.lander.outcomes)
+    outcomes = stage_run.lander.outcomes
     per_type = Counter(r["task_type"] for r in rows)
     print(f"prompts: {len(rows)} rows generated {dict(per_type)}; batches: {[o.get('state') for o in outcomes]}")
     return {"run_id": run.run_id, "rows": len(rows), "per_task_type": dict(per_type), "batches": outcomes}

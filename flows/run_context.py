@@ -10,6 +10,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 
+from engines.registry import get_chat_engine, get_reward_engine
+from engines.types import ChatEngine, RewardEngine
 from flows.config import RunConfig
 from storage.catalog import Catalog
 from storage.lake import Lake, check_run_date
@@ -29,6 +31,13 @@ class RunContext:
     def fingerprint(self) -> str:
         return self.config.fingerprint()
 
+    def chat_engine(self, name: str) -> ChatEngine:
+        """The registry's engine for `name`, opened on first use and shared until the outermost stage ends."""
+        return get_chat_engine(name, self.config.models)
+
+    def reward_engine(self, name: str) -> RewardEngine:
+        return get_reward_engine(name, self.config.models)
+
 
 def start_run(config: RunConfig, flow: str, run_date: str | dt.date | None = None, run_id: str | None = None) -> RunContext:
     date = check_run_date(run_date or dt.datetime.now(dt.UTC).date())
@@ -40,8 +49,3 @@ def start_run(config: RunConfig, flow: str, run_date: str | dt.date | None = Non
     lake.fs.makedirs(config_path.rsplit("/", 1)[0], exist_ok=True)
     lake.fs.pipe(config_path, json.dumps(json.loads(config.model_dump_json()), indent=2).encode())
     return run
-
-
-def record_engine_usage(run: RunContext, engines) -> None:
-    for engine in engines:
-        run.catalog.record_usage(run.run_id, engine.model_name, engine.backend, engine.usage)

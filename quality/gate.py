@@ -65,6 +65,7 @@ class GateReport:
     checks: list[dict[str, Any]]
     reward: dict[str, Any]
     url: str = ""
+    stage: str | None = None  # the stage that landed the batch (its rows' `stage`)
     report_url: str = ""
     dropped_rows_url: str = ""
     forced_reason: str | None = None
@@ -196,7 +197,8 @@ def run_gate(lake: Lake, catalog: Any, staged: StagedBatch, config: GateConfig |
     report = GateReport(staged.dataset, staged.batch_id, run_id, staged.run_date,
                         "published" if publish else "quarantined", table.num_rows, int(kept.sum()) if publish else 0,
                         evaluation.drop_counts(), checks, reward_statistics(evaluation.frame, kept),
-                        forced_reason=force_reason, great_expectations=evaluation.ge_result)
+                        forced_reason=force_reason, great_expectations=evaluation.ge_result,
+                        stage=table.column("stage")[0].as_py() if table.num_rows else None)
     if publish:
         report.mix = diversity_mix(table, kept)
         _remove_dropped(lake, staged)  # a re-landing's earlier drops no longer describe this batch
@@ -246,5 +248,5 @@ def _record(catalog: Any, staged: StagedBatch, report: GateReport) -> None:
     with catalog.writing():  # one transaction for the whole verdict
         catalog.record_gate_results(report.batch_id, [
             {**c, "observed": _json(c.get("observed")), "details": _json(c.get("details") or None)} for c in report.checks])
-        catalog.record_drops(report.run_id, report.batch_id, f"gate:{report.dataset}", report.drops)
+        catalog.record_gate_drops(report.run_id, report.stage, report.dataset, report.batch_id, report.drops)
         catalog.record_batch(staged, report.state, report.run_id, report.url)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import glob
+import json
 import os
 import re
 import time
@@ -104,6 +105,7 @@ class Catalog:
         self.lock_path = self.path + ".lock"
         self.lake = lake or Lake(config)
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._tables_checked = False
 
     # -- connections -----------------------------------------------------------------------
     def _prepare(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -121,6 +123,10 @@ class Catalog:
             try:
                 self._prepare(conn)
                 conn.execute(q.CREATE_TABLES)
+                if not self._tables_checked:
+                    if not conn.execute(q.OLD_DROPS_LAYOUT).fetchone()[0]:
+                        conn.execute(q.MIGRATE_DROPS)
+                    self._tables_checked = True
                 conn.begin()
                 self._conn = conn
                 yield conn
@@ -222,11 +228,42 @@ class Catalog:
             if rows:
                 conn.executemany(q.INSERT_GATE_RESULT, rows)
 
-    def record_drops(self, run_id: str, batch: str, stage: str, counts: Mapping[str, int]) -> None:
-        rows = [[run_id, batch, stage, reason, int(n)] for reason, n in counts.items()]
-        if rows:
-            with self.writing() as conn:
-                conn.executemany(q.UPSERT_DROP, rows)
+    def record_step_drops(self, run_id: str, stage: str, step: str, counts: Mapping[str, int]) -> None:
+        """The drop ledger for a generation step: what it dropped, per reason (replacing an earlier record)."""
+        rows = [[run_id, stage, step, None, None, reason, int(n)] for reason, n in counts.items()]
+        with self.writing() as conn:
+            conn.execute(q.DELETE_STEP_DROPS, [run_id, stage, step])
+            if rows:
+                conn.executemany(q.INSERT_DROP, rows)
+
+    def record_gate_drops(self, run_id: str, stage: str | None, dataset: str, batch: str,
+                          counts: Mapping[str, int]) -> None:
+        """The drop ledger for one gated batch (replacing what an earlier landing of it recorded)."""
+        rows = [[run_id, stage, "gate", dataset, batch, reason, int(n)] for reason, n in counts.items()]
+        with self.writing() as conn:
+            conn.execute(q.DELETE_GATE_DROPS, [run_id, batch])
+            if rows:
+                conn.executemany(q.INSERT_DROP, rows)
+
+    def record_judges(self, run_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The judge report of a run: one row per judge (see storage.catalog_sql.CREATE_TABLES)."""
+        columns = ("judge", "decided", "passed", "dropped", "trusted", "calibration_accuracy", "trust_reason",
+                   "agreement_with_reward", "agreement_pairs", "position_bias_rate")
+        with self.writing() as conn:
+            for row in rows:
+                conn.execute(q.UPSERT_JUDGE, [run_id, *(row.get(c) for c in columns)])
+
+    def find_calibration(self, judge: str, model_fingerprint: str, pairs_fingerprint: str) -> dict | None:
+        with self.writing() as conn:
+            found = conn.execute(q.FIND_CALIBRATION, [judge, model_fingerprint, pairs_fingerprint]).fetchone()
+        if found is None:
+            return None
+        return {"pairs": found[0], "accuracy": found[1], "per_subset": json.loads(found[2])}
+
+    def record_calibration(self, judge: str, model_fingerprint: str, pairs_fingerprint: str, report: Mapping) -> None:
+        with self.writing() as conn:
+            conn.execute(q.UPSERT_CALIBRATION, [judge, model_fingerprint, pairs_fingerprint, report["pairs"],
+                                                report["accuracy"], json.dumps(report["per_subset"]), _now()])
 
     def record_usage(self, run_id: str, model: str, backend: str, usage: Any) -> None:
         """Add what some requests cost; `usage` is an engines Usage or a mapping with the same fields."""

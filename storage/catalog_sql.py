@@ -20,8 +20,14 @@ CREATE TABLE IF NOT EXISTS gate_results (
     batch_id VARCHAR, expectation VARCHAR, success BOOLEAN, observed VARCHAR, threshold VARCHAR,
     details VARCHAR);
 CREATE TABLE IF NOT EXISTS drops (
-    run_id VARCHAR, batch_id VARCHAR, stage VARCHAR, reason VARCHAR, count BIGINT,
-    PRIMARY KEY (run_id, batch_id, stage, reason));
+    run_id VARCHAR, stage VARCHAR, step VARCHAR, dataset VARCHAR, batch_id VARCHAR, reason VARCHAR, count BIGINT);
+CREATE TABLE IF NOT EXISTS judges (
+    run_id VARCHAR, judge VARCHAR, decided BIGINT, passed BIGINT, dropped BIGINT, trusted BOOLEAN,
+    calibration_accuracy DOUBLE, trust_reason VARCHAR, agreement_with_reward DOUBLE, agreement_pairs BIGINT,
+    position_bias_rate DOUBLE, PRIMARY KEY (run_id, judge));
+CREATE TABLE IF NOT EXISTS calibrations (
+    judge VARCHAR, model_fingerprint VARCHAR, pairs_fingerprint VARCHAR, pairs BIGINT, accuracy DOUBLE,
+    per_subset VARCHAR, measured_at TIMESTAMPTZ, PRIMARY KEY (judge, model_fingerprint, pairs_fingerprint));
 CREATE TABLE IF NOT EXISTS usage (
     run_id VARCHAR, model VARCHAR, backend VARCHAR, requests BIGINT, prompt_tokens BIGINT,
     completion_tokens BIGINT, errors BIGINT, seconds DOUBLE, PRIMARY KEY (run_id, model, backend));
@@ -52,9 +58,41 @@ ON CONFLICT (batch_id) DO UPDATE SET dataset = excluded.dataset, run_id = exclud
 DELETE_GATE_RESULTS = "DELETE FROM gate_results WHERE batch_id = ?"
 INSERT_GATE_RESULT = "INSERT INTO gate_results VALUES (?, ?, ?, ?, ?, ?)"
 
-UPSERT_DROP = """
-INSERT INTO drops (run_id, batch_id, stage, reason, count) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (run_id, batch_id, stage, reason) DO UPDATE SET count = excluded.count
+# The drop ledger: one row per (run, stage, step, batch, reason). Generation drops belong to a step
+# and no batch (batch_id and dataset NULL); gate drops to the step 'gate' and their batch. Recording
+# a step or batch again replaces its rows, so retries and reruns never count a drop twice.
+DELETE_GATE_DROPS = "DELETE FROM drops WHERE run_id = ? AND step = 'gate' AND batch_id = ?"
+DELETE_STEP_DROPS = "DELETE FROM drops WHERE run_id = ? AND stage = ? AND step = ? AND batch_id IS NULL"
+INSERT_DROP = "INSERT INTO drops (run_id, stage, step, dataset, batch_id, reason, count) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# Catalogs written before the ledger had a step: keep their counts under the new columns.
+OLD_DROPS_LAYOUT = "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'drops' AND column_name = 'step'"
+MIGRATE_DROPS = """
+ALTER TABLE drops RENAME TO drops_before_ledger;
+CREATE TABLE drops (
+    run_id VARCHAR, stage VARCHAR, step VARCHAR, dataset VARCHAR, batch_id VARCHAR, reason VARCHAR, count BIGINT);
+INSERT INTO drops SELECT run_id,
+    CASE WHEN stage LIKE 'gate:%' THEN NULL ELSE stage END,
+    CASE WHEN stage LIKE 'gate:%' THEN 'gate' ELSE regexp_extract(batch_id, '^[^-]+-(.*)-generation$', 1) END,
+    CASE WHEN stage LIKE 'gate:%' THEN substr(stage, 6) ELSE NULL END,
+    CASE WHEN stage LIKE 'gate:%' THEN batch_id ELSE NULL END, reason, count
+FROM drops_before_ledger;
+DROP TABLE drops_before_ledger;
+"""
+
+UPSERT_JUDGE = """
+INSERT INTO judges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, judge) DO UPDATE SET decided = excluded.decided, passed = excluded.passed,
+    dropped = excluded.dropped, trusted = excluded.trusted, calibration_accuracy = excluded.calibration_accuracy,
+    trust_reason = excluded.trust_reason, agreement_with_reward = excluded.agreement_with_reward,
+    agreement_pairs = excluded.agreement_pairs, position_bias_rate = excluded.position_bias_rate
+"""
+UPSERT_CALIBRATION = """
+INSERT INTO calibrations VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (judge, model_fingerprint, pairs_fingerprint) DO UPDATE SET pairs = excluded.pairs,
+    accuracy = excluded.accuracy, per_subset = excluded.per_subset, measured_at = excluded.measured_at
+"""
+FIND_CALIBRATION = """
+SELECT pairs, accuracy, per_subset FROM calibrations WHERE judge = ? AND model_fingerprint = ? AND pairs_fingerprint = ?
 """
 
 # Usage accumulates: each call reports what a batch's requests cost.

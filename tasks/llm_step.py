@@ -1,7 +1,10 @@
 """An LLM step in three parts: build a request per item -> the engine, once for the batch -> parse.
 
 A parse failure or an engine error is a `Drop` with its reason and the raw output kept; it never
-crashes the batch and is never silently lost. The step stamps each output row with the lineage
+crashes the batch and is never silently lost. A parser that raises is a bug in the parser, not in
+the model's answer, but it still costs one item, not the batch: it becomes a `parser_error` drop
+with the exception and the raw text. A parser that keeps some of an answer and loses the rest
+(duplicate list items, items past the count asked for) returns `Parsed`, so the losses are counted. The step stamps each output row with the lineage
 it knows (model, backend, sampling, template, seed); the flow adds run, batch and stage.
 """
 
@@ -23,6 +26,15 @@ class Drop:
     reason: str
     raw: str | None = None
     source: Row | None = None
+    count: int = 1  # items this drop stands for (duplicates removed from one list answer: several)
+
+
+@dataclass
+class Parsed:
+    """What a parser kept of one answer, and what it lost on the way."""
+
+    rows: list[Row]
+    drops: list[Drop] = field(default_factory=list)
 
 
 @dataclass
@@ -36,11 +48,14 @@ class StepResult:
         self.drops += other.drops
 
     def drop_counts(self) -> dict[str, int]:
-        return dict(Counter(d.reason for d in self.drops))
+        counts: Counter[str] = Counter()
+        for drop in self.drops:
+            counts[drop.reason] += drop.count
+        return dict(counts)
 
 
-# parse(item, completion_text) -> output rows, or a Drop explaining why there are none
-Parser = Callable[[Any, str], "list[Row] | Drop"]
+# parse(item, completion_text) -> output rows, rows with what was lost, or a Drop saying why there are none
+Parser = Callable[[Any, str], "list[Row] | Parsed | Drop"]
 
 
 def sampling_of(request: ChatRequest) -> Row:
@@ -79,14 +94,25 @@ async def run_llm_step(
             if completion.finish_reason == "length" and not completion.text.strip():
                 out.drops.append(Drop("empty_truncated_answer", completion.text, _as_row(item)))
                 continue
-            parsed = parse(item, completion.text)
+            parsed = guarded_parse(parse, item, completion.text)
             if isinstance(parsed, Drop):
-                parsed.source = parsed.source or _as_row(item)
-                parsed.raw = completion.text if parsed.raw is None else parsed.raw
-                out.drops.append(parsed)
-            else:
-                out.rows += [{**row, **lineage} for row in parsed]  # lineage of the step that made it
+                parsed = Parsed([], [parsed])
+            elif not isinstance(parsed, Parsed):
+                parsed = Parsed(parsed)
+            for drop in parsed.drops:
+                drop.source = drop.source or _as_row(item)
+                drop.raw = completion.text if drop.raw is None else drop.raw
+            out.drops += parsed.drops
+            out.rows += [{**row, **lineage} for row in parsed.rows]  # lineage of the step that made it
     return out
+
+
+def guarded_parse(parse: Parser, item: Any, text: str) -> list[Row] | Parsed | Drop:
+    """`parse(item, text)`, with an exception turned into a `parser_error` drop that keeps the text."""
+    try:
+        return parse(item, text)
+    except Exception as exc:  # noqa: BLE001 - one item's parse, recorded with its raw text
+        return Drop(f"parser_error: {type(exc).__name__}: {exc}"[:200], text)
 
 
 def _as_row(item: Any) -> Row | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from engines.types import ChatRequest
@@ -34,12 +35,29 @@ def ask(tpl: Template, values: dict, *, temperature: float, max_tokens: int, see
     )
 
 
-def list_items(text: str, expected: int | None) -> list[str] | Drop:
-    """The items of a list answer, or a drop that says why there are none."""
+@dataclass
+class ListAnswer:
+    items: list[str]
+    lost: list[Drop]  # items the parser left out of an accepted answer, counted per reason
+
+
+# parse_list's notes that stand for lost items -> the drop reason they are counted under
+_LOST = {"duplicates_removed": "list_duplicate_items", "trimmed_to_expected": "list_items_past_count",
+         "blank_items_removed": "list_blank_items", "json_elements_without_text": "list_items_without_text",
+         "truncated_json_recovered": "list_truncated_item", "second_list_ignored": "list_second_list"}
+
+
+def list_items(text: str, expected: int | None) -> ListAnswer | Drop:
+    """The items of a list answer with what was left out of it, or a drop that says why there are none."""
     result = parse_list(text, expected=expected)
     if result.items is None:
         return Drop(result.drop_reason or "unparseable_list", text)
-    return result.items
+    lost = []
+    for note in result.notes:
+        name, _, count = note.partition(":")
+        if name in _LOST:  # other notes (no_list_markers) describe the answer, not a loss
+            lost.append(Drop(_LOST[name], text, count=int(count) if count.isdigit() else 1))
+    return ListAnswer(result.items, lost)
 
 
 _PREAMBLE = re.compile(r"^(?:sure|okay|ok|here(?:'s| is)|rewritten|revised)[^:\n]{0,60}:\s*", re.IGNORECASE)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 
 from engines.types import ChatEngine
-from tasks.llm_step import Drop, Row, StepResult, run_llm_step
+from tasks.llm_step import Drop, Parsed, Row, StepResult, run_llm_step
 from tasks.prompts.common import ask, list_items, row_id, single_text, stable_seed, template, user_turn
 from tasks.prompts.config import PromptsStage
 
@@ -56,12 +56,12 @@ def split_math_answer(line: str) -> tuple[str, str | None]:
 
 
 def _parse_questions(task_type: str):
-    def parse(item: Row, text: str) -> list[Row] | Drop:
-        items = list_items(text, item["count"])
-        if isinstance(items, Drop):
-            return items
+    def parse(item: Row, text: str) -> Parsed | Drop:
+        answer = list_items(text, item["count"])
+        if isinstance(answer, Drop):
+            return answer
         rows = []
-        for question in items:
+        for question in answer.items:
             reference = None
             if task_type == "math":
                 question, reference = split_math_answer(question)
@@ -80,7 +80,7 @@ def _parse_questions(task_type: str):
                     "source": "synthetic",
                 }
             )
-        return rows
+        return Parsed(rows, answer.lost)
 
     return parse
 

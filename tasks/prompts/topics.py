@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from engines.types import ChatEngine
-from tasks.llm_step import Drop, Row, StepResult, run_llm_step
-from tasks.prompts.common import ask, list_items, row_id, stable_seed, template
+from tasks.llm_step import Drop, Parsed, Row, StepResult, run_llm_step
+from tasks.prompts.common import ListAnswer, ask, list_items, row_id, stable_seed, template
 from tasks.prompts.config import PromptsStage
 
 
@@ -83,12 +83,12 @@ async def generate_topics(engine: ChatEngine, stage: PromptsStage, seed: int) ->
     return out
 
 
-def _topics(items: list[str] | Drop, parent: str | None) -> list[Row] | Drop:
-    if isinstance(items, Drop):
-        return items
+def _topics(answer: ListAnswer | Drop, parent: str | None) -> Parsed | Drop:
+    if isinstance(answer, Drop):
+        return answer
     if parent is None:
-        return [topic_row(t, None, "llm") for t in items]
-    return [topic_row(parent, t, "llm") for t in items]
+        return Parsed([topic_row(t, None, "llm") for t in answer.items], answer.lost)
+    return Parsed([topic_row(parent, t, "llm") for t in answer.items], answer.lost)
 
 
 def leaf_topics(rows: list[Row]) -> list[Row]:

@@ -1,0 +1,108 @@
+"""The skeleton every stage flow copies: one run, its lander, its drop ledger, its engines.
+
+A stage flow is three lines of plumbing around its own work:
+
+    async with open_stage(config, "preferences", run_date, datasets=("responses", "preferences"),
+                          batch_size=stage.batch_size) as stage_run:
+        out = await make_something(quote(stage_run.run), ...)   # a @task over a batch
+        stage_run.record_drops("something", out)               # generation drops -> the ledger
+        await stage_run.land("preferences", out.rows, "shard")  # -> staging -> gate -> published
+
+`open_stage` starts the run (its id, the catalog's `runs` row, the resolved config beside the
+data), starts the gate worker, and at the end records what the stage's models cost, refreshes the
+views and marks the run completed or failed. Engines are opened by name when a task first asks
+(`run.chat_engine(name)`), shared by every stage of the process, and closed once, by the outermost
+scope (a nightly run, or a stage run on its own): the second stage of a night reuses the loaded model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from prefect.utilities.annotations import quote
+
+from engines.registry import engine_scope, usage_snapshot, usage_since
+from flows.config import RunConfig
+from flows.landing import GateWorker, land_and_gate
+from flows.run_context import RunContext, start_run
+from tasks.llm_step import Drop, Row, StepResult
+
+
+def record_drops(run: RunContext, step: str, drops: StepResult | Sequence[Drop]) -> None:
+    """Dropped rows are data: counted per reason in the catalog's ledger, kept with their raw text in the lake."""
+    result = drops if isinstance(drops, StepResult) else StepResult(drops=list(drops))
+    run.catalog.record_step_drops(run.run_id, run.flow, step, result.drop_counts())
+    path = f"{run.lake.root}/runs/{run.run_id}/drops/{step}.jsonl"
+    if not result.drops:
+        if run.lake.fs.exists(path):  # a rerun that dropped nothing: the earlier drops are not this run's
+            run.lake.fs.rm(path)
+        return
+    lines = [json.dumps({"reason": d.reason, "count": d.count, "raw": d.raw, "source": d.source}, default=str)
+             for d in result.drops]
+    run.lake.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    run.lake.fs.pipe(path, ("\n".join(lines) + "\n").encode())
+
+
+class Lander:
+    """Lands rows of any of the stage's datasets as soon as they exist, while generation goes on;
+    the gates run one at a time in a worker process (flows.landing.GateWorker)."""
+
+    def __init__(self, run: RunContext, datasets: Sequence[str], batch_size: int) -> None:
+        self.run, self.batch_size = run, batch_size
+        self.outcomes: list[dict] = []
+        self._one_at_a_time = asyncio.Lock()
+        self._worker = GateWorker({d: run.config.quality.for_dataset(d) for d in datasets})
+
+    async def land(self, dataset: str, rows: list[Row], shard: str) -> list[dict]:
+        """Land rows in batches of the stage's batch size; returns the gate verdict of each batch."""
+        if not rows:
+            return []
+        async with self._one_at_a_time:
+            outcomes = await land_and_gate(quote(self.run), dataset, quote(rows), self.run.flow, shard,
+                                           self.batch_size, quote(self._worker))
+        self.outcomes += outcomes
+        return outcomes
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+@dataclass
+class StageRun:
+    run: RunContext
+    lander: Lander
+    drops: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> reason -> count
+
+    def record_drops(self, step: str, result: StepResult | Sequence[Drop]) -> None:
+        result = result if isinstance(result, StepResult) else StepResult(drops=list(result))
+        record_drops(self.run, step, result)
+        self.drops[step] = result.drop_counts()
+
+    async def land(self, dataset: str, rows: list[Row], shard: str) -> list[dict]:
+        return await self.lander.land(dataset, rows, shard)
+
+
+@asynccontextmanager
+async def open_stage(config: RunConfig, stage: str, run_date: str | None, datasets: Sequence[str],
+                     batch_size: int) -> AsyncIterator[StageRun]:
+    run = start_run(config, stage, run_date)
+    lander = Lander(run, datasets, batch_size)  # its gate worker starts now, while the stage warms up
+    before = usage_snapshot()
+    try:
+        async with engine_scope():
+            try:
+                yield StageRun(run, lander)
+            finally:  # what the stage's requests cost, charged to this run even when it failed
+                for (model, backend), used in usage_since(before).items():
+                    run.catalog.record_usage(run.run_id, model, backend, used)
+        run.catalog.refresh_views()
+        run.catalog.finish_run(run.run_id, "completed")
+    except BaseException:
+        run.catalog.finish_run(run.run_id, "failed")
+        raise
+    finally:
+        lander.close()
