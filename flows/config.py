@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from engines.config import ModelSpec
 from quality.config import QualityConfig
 from storage.config import LakeConfig
+from tasks.preferences.config import DEFAULT_REWARD, PreferencesStage
 from tasks.prompts.config import PromptsStage
 
 DEFAULT_MODEL = "default"
@@ -42,21 +43,37 @@ class RunConfig(Strict):
     lake: LakeConfig = LakeConfig()
     quickstart: QuickstartStage = QuickstartStage()
     prompts: PromptsStage = PromptsStage()
+    preferences: PreferencesStage = PreferencesStage()
     quality: QualityConfig = QualityConfig()
 
     @model_validator(mode="after")
     def _default_model_and_references(self) -> RunConfig:
-        # A config that names no model still runs: the embedded SmolLM2 is the default generator.
+        # A config that names no model still runs: the embedded SmolLM2 is the default generator,
+        # and the log-probability judge on it the default reward.
         self.models.setdefault(DEFAULT_MODEL, ModelSpec())
-        for where, name in self.model_references():
+        if self.preferences.enabled and self.preferences.reward == DEFAULT_REWARD:
+            self.models.setdefault(DEFAULT_REWARD, ModelSpec(kind="reward", backend="logprob"))
+        for where, name, kind in self.model_references():
             if name not in self.models:
-                known = ", ".join(sorted(self.models))
-                raise ValueError(f"{where} names model {name!r}, which is not in models; known: {known}")
+                known = ", ".join(sorted(n for n, s in self.models.items() if s.kind == kind)) or "(none)"
+                raise ValueError(f"{where} names model {name!r}, which is not in models; {kind} models: {known}")
+            if self.models[name].kind != kind:
+                known = ", ".join(sorted(n for n, s in self.models.items() if s.kind == kind)) or "(none)"
+                raise ValueError(f"{where} needs a {kind} model, but {name!r} is a {self.models[name].kind} model; "
+                                 f"{kind} models: {known}")
         return self
 
-    def model_references(self) -> list[tuple[str, str]]:
-        refs = [("quickstart.generator", self.quickstart.generator), ("prompts.generator", self.prompts.generator)]
-        refs += [(f"models.{n}.judge", s.judge) for n, s in self.models.items() if s.judge]
+    def model_references(self) -> list[tuple[str, str, str]]:
+        """(field, registry name, the kind of model it needs) for every model the config names."""
+        refs = [("quickstart.generator", self.quickstart.generator, "chat"),
+                ("prompts.generator", self.prompts.generator, "chat")]
+        refs += [(f"models.{n}.judge", s.judge, "chat") for n, s in self.models.items() if s.judge]
+        if self.preferences.enabled:
+            stage = self.preferences
+            refs += [(f"preferences.generators.{i}.model", g.model, "chat") for i, g in enumerate(stage.generators)]
+            refs.append(("preferences.reward", stage.reward, "reward"))
+            if "llm_judge" in stage.judges:
+                refs.append(("preferences.llm_judge.model", stage.llm_judge_model(), "chat"))
         return refs
 
     def fingerprint(self) -> str:

@@ -6,7 +6,9 @@ import datetime as dt
 
 from prefect import flow
 
+from engines.registry import engine_scope
 from flows.config import RunConfig, load_config
+from flows.preferences import preferences_flow
 from flows.prompts import prompts_flow
 
 
@@ -18,6 +20,9 @@ async def nightly_flow(config: RunConfig | None = None, config_file: str | None 
         config = load_config(config_file)
     run_date = run_date or dt.datetime.now(dt.UTC).date().isoformat()
     summary = {"run_date": run_date, "config": config.name}
-    if config.prompts.enabled:
-        summary["prompts"] = await prompts_flow(config, run_date)
+    async with engine_scope():  # one model load per night: the stages share the engines, closed at the end
+        if config.prompts.enabled:
+            summary["prompts"] = await prompts_flow(config, run_date)
+        if config.preferences.enabled:
+            summary["preferences"] = await preferences_flow(config, run_date)
     return summary

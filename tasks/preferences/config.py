@@ -78,6 +78,7 @@ class PreferencesStage(Strict):
     best_of_n: BestOfN = BestOfN()
     calibration: Calibration = Calibration()
     batch_size: int = Field(64, ge=1, le=10_000, description="prompts per batch (K responses each)")
+    batches_in_flight: int = Field(4, ge=1, le=256, description="batches generated side by side")
 
     @model_validator(mode="after")
     def _judges_once(self) -> PreferencesStage:
