@@ -23,7 +23,7 @@ $(BIN)/sdg: pyproject.toml
 
 install: $(BIN)/sdg
 
-# vLLM's CPU build in its own environment: its pins conflict with Prefect's (see DESIGN.md).
+# vLLM's CPU build in its own environment: its pins conflict with Prefect's (see docs/architecture.md).
 .venv-vllm/bin/python: scripts/vllm_env.sh
 	bash scripts/vllm_env.sh .venv-vllm
 

@@ -46,7 +46,7 @@ def chunks(rows: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 def stamp(rows: Sequence[dict], run: RunContext, stage: str, batch: str) -> list[dict]:
-    """Fill the lineage every row carries (DESIGN.md)."""
+    """Fill the lineage every row carries (docs/architecture.md)."""
     common = {"run_id": run.run_id, "batch_id": batch, "stage": stage, "created_at": run.created_at}
     return [{**LINEAGE_DEFAULTS, **row, **common} for row in rows]
 

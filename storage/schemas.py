@@ -36,7 +36,7 @@ INSTRUCTION_CHECK = pa.struct([pa.field("instruction_id", pa.string()), pa.field
 LLM_VERDICT = pa.struct([pa.field("order", pa.string()), pa.field("verdict", pa.string()),
                          pa.field("raw", pa.string())])
 
-# Every row carries its lineage (DESIGN.md): where it came from and how it was sampled.
+# Every row carries its lineage (docs/architecture.md): where it came from and how it was sampled.
 LINEAGE = [
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("batch_id", pa.string(), nullable=False),

