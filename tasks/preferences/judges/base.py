@@ -53,3 +53,11 @@ def can_be_chosen(row: Row) -> bool:
 
 def response_text(row: Row) -> str:
     return row["response"][-1]["content"]
+
+
+def by_reward(rows: list[Row]) -> list[Row]:
+    """Highest reward first; a row without a reward ranks below every scored one; ties in id order.
+
+    Every judge ranks with this one rule, so "the best" and "the hard negative" mean the same thing.
+    """
+    return sorted(rows, key=lambda row: (row.get("reward") is None, -(row.get("reward") or 0.0), str(row["id"])))
