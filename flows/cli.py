@@ -78,3 +78,4 @@ def models_default() -> None:
 # Commands of the lake and the gates live in their own modules; importing them registers them.
 import flows.cli_lake  # noqa: E402,F401
 import flows.cli_quality  # noqa: E402,F401
+import flows.cli_judge  # noqa: E402,F401
