@@ -47,10 +47,10 @@ def answer_for(seeds: dict[int, int]):
         if "Give the reply five grades" in text:  # the attribute grader of the llm-judge reward
             reply = text.split("The reply to grade:")[1]
             return json.dumps(GOOD if "GOOD" in reply.split(">>>")[0] else BAD)
-        good = seeds[body["seed"]] < 2
-        if good:
-            return "GOOD reply in plain words and the answer is 72"
-        return "bad reply, with commas, and the answer is 71"
+        question = body["messages"][-1]["content"].rstrip("?.").replace(",", "")
+        if seeds[body["seed"]] < 2:
+            return f"GOOD reply to {question} in plain words and the answer is 72"
+        return f"bad reply to {question}, with commas, and the answer is 71"
     return answer
 
 
@@ -89,6 +89,8 @@ def config(tmp_path, base_url, **preferences):
             "reward": "grader", "judges": ["ground_truth", "verifier", "reward_model", "llm_judge"],
             "llm_judge": {"model": "served"}, "batch_size": 2, **preferences,
         },
+        # best-of-n rows of different prompts share most of their (scripted) answer text
+        "quality": {"dialogues": {"near_dedup": False}},
     })
 
 
