@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from engines.types import DEFAULT_REWARD_WEIGHTS, HELPSTEER2_ATTRIBUTES
 
 ChatBackend = Literal["transformers", "openai", "vllm"]
-RewardBackend = Literal["transformers", "vllm", "nim", "llm-judge"]
+RewardBackend = Literal["transformers", "vllm", "nim", "llm-judge", "logprob"]
 
 
 class Strict(BaseModel):
@@ -33,7 +33,7 @@ class ModelSpec(Strict):
     """
 
     kind: Literal["chat", "reward"] = "chat"
-    backend: Literal["transformers", "openai", "vllm", "nim", "llm-judge"] = "transformers"
+    backend: Literal["transformers", "openai", "vllm", "nim", "llm-judge", "logprob"] = "transformers"
     model: str | None = None
     base_url: str | None = None  # openai / nim: http://host:port/v1
     api_key_env: str | None = None  # name of the environment variable holding the key
@@ -50,12 +50,14 @@ class ModelSpec(Strict):
     max_model_len: int | None = None
     # reward models
     reward_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_REWARD_WEIGHTS))
-    judge: str | None = Field(None, description="llm-judge: the chat model (registry name) that scores")
+    judge: str | None = Field(
+        None, description="llm-judge / logprob: the chat model (registry name) that scores; logprob without it: the embedded model"
+    )
 
     @model_validator(mode="after")
     def _check_backend_fits(self) -> ModelSpec:
         chat_ok = ("transformers", "openai", "vllm")
-        reward_ok = ("transformers", "vllm", "nim", "llm-judge")
+        reward_ok = ("transformers", "vllm", "nim", "llm-judge", "logprob")
         allowed = chat_ok if self.kind == "chat" else reward_ok
         if self.backend not in allowed:
             raise ValueError(

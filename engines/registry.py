@@ -17,7 +17,7 @@ from engines.config import ModelSpec
 from engines.openai_chat import OpenAIChatEngine
 from engines.types import ChatEngine, RewardEngine, Usage
 
-_lock = threading.RLock()  # re-entrant: an llm-judge reward engine builds its chat engine
+_lock = threading.RLock()  # re-entrant: an llm-judge or logprob reward engine builds its chat engine
 _engines: dict[tuple[str, str], ChatEngine | RewardEngine] = {}
 _open_scopes = 0
 
@@ -68,7 +68,14 @@ def build_reward_engine(name: str, spec: ModelSpec, registry: Mapping[str, Model
         from engines.judge_reward import LLMJudgeRewardEngine
 
         return LLMJudgeRewardEngine(name, spec, get_chat_engine(spec.judge, registry))
-    raise ValueError(f"backend {spec.backend!r} has no reward engine; allowed: transformers, vllm, nim, llm-judge")
+    if spec.backend == "logprob":
+        from engines.logprob_judge import LogprobJudgeRewardEngine
+
+        judge = get_chat_engine(spec.judge, registry) if spec.judge else None
+        return LogprobJudgeRewardEngine(name, spec, judge)
+    raise ValueError(
+        f"backend {spec.backend!r} has no reward engine; allowed: transformers, vllm, nim, llm-judge, logprob"
+    )
 
 
 def get_chat_engine(name: str, registry: Mapping[str, ModelSpec]) -> ChatEngine:
