@@ -1,0 +1,77 @@
+"""One night end to end on the embedded default model: prompts -> scored responses -> judged pairs,
+through every gate; the log-probability judge is the reward; best-of-n rows land in `dialogues`;
+and TRL's DPOTrainer takes real steps on the exported `trl-dpo` file with the tiny model."""
+
+import asyncio
+import json
+
+import pytest
+
+from engines.tiny import build_tiny_models
+from flows.config import parse_config
+from flows.nightly import nightly_flow
+from storage.catalog import Catalog
+from storage.exports import export
+from tests.trainers import run_dpo_steps
+
+pytestmark = pytest.mark.slow
+RUN_DATE = "2026-11-21"
+
+
+def night(tmp_path):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("\n".join(json.dumps(row) for row in [
+        {"q": "Natalia sold 48 clips in April and half as many in May. How many clips did she sell in all?", "a": "72"},
+        {"q": "What is the sum of the first ten positive integers?", "a": "55"},
+        {"q": "How do I keep fresh basil from wilting?", "a": None},
+        {"q": "Why is the sky blue?", "a": None},
+    ]))
+    return parse_config({
+        "name": "embedded", "seed": 3,
+        "lake": {"root": str(tmp_path / "lake")},
+        "models": {"default": {"sampling": {"max_tokens": 64}, "batch_size": 32}},
+        "prompts": {
+            "max_tokens": 64, "temperature": 0.7,
+            "topics": {"macro_topics": 0, "subtopics_per_topic": 0, "user_topics": ["cooking"]},
+            "open_qa": {"per_topic": 2, "revise": False}, "writing": {"enabled": False},
+            "math": {"enabled": False}, "coding": {"enabled": False},
+            "instruction_following": {"count": 2, "forms": ["single_turn"]}, "two_turn": {"count": 0},
+            "seeds": {"sources": [{"path": str(seeds), "prompt_column": "q", "reference_column": "a"}]},
+        },
+        "preferences": {
+            "enabled": True, "responses_per_prompt": 3,
+            "generators": [{"model": "default", "max_tokens": 64, "temperature": 0.9}],
+            "min_margin": 0.05,
+        },
+        "quality": {"prompts": {"near_dedup": False, "min_acceptance_rate": 0.0},
+                    "dialogues": {"near_dedup": False, "min_acceptance_rate": 0.0},
+                    "preferences": {"min_acceptance_rate": 0.0}},
+    })
+
+
+def test_a_night_on_the_embedded_model_trains_dpo(tmp_path, prefect_harness):
+    config = night(tmp_path)
+    summary = asyncio.run(nightly_flow(config=config, run_date=RUN_DATE))
+    pref = summary["preferences"]
+    assert pref["trust"]["reward_model"]["trusted"], pref["trust"]  # the embedded judge beats its calibration floor
+    catalog = Catalog(config.lake)
+    prompts = catalog.query("SELECT count(*) AS n FROM prompts").to_pylist()[0]["n"]
+    responses = catalog.query("SELECT count(*) AS n, min(reward) AS lo, max(reward) AS hi, "
+                              "count(DISTINCT prompt_id) AS prompts FROM responses").to_pylist()[0]
+    assert responses["prompts"] == prompts and responses["n"] >= 2 * prompts  # empty answers are drops
+    assert responses["lo"] < responses["hi"]  # the log-probability judge tells responses apart
+    pairs = catalog.query("SELECT judge, chosen_reward, rejected_reward FROM preferences").to_pylist()
+    assert pairs, pref["judges"]
+    for pair in pairs:
+        if pair["judge"] == "reward_model":
+            assert pair["chosen_reward"] - pair["rejected_reward"] >= 0.05
+    best = catalog.query("SELECT count(*) AS n FROM dialogues WHERE source = 'best_of_n'").to_pylist()[0]["n"]
+    assert best >= 1
+    usage = {r["run_id"] for r in catalog.query("SELECT run_id FROM usage").to_pylist()}
+    assert usage == {summary["prompts"]["run_id"], pref["run_id"]}  # each stage charged its own requests
+
+    out = tmp_path / "dpo.jsonl"
+    assert export(catalog, "preferences", "trl-dpo", out) == len(pairs)
+    tiny = build_tiny_models(tmp_path / "tiny")
+    losses = run_dpo_steps(out, tiny["chat"], tmp_path / "dpo-run", steps=2)
+    assert len(losses) == 2 and all(loss == loss for loss in losses)  # two real, finite steps
