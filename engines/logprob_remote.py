@@ -2,8 +2,10 @@
 
 vLLM: the same token ids as the transformers reader (engines/logprob_prompts.py), one
 `LLM.generate` for the whole batch: the reply likelihoods from `prompt_logprobs=0` (the log-prob
-of each prompt token), the digits from `logprobs=20` of the one token after each rubric question;
-vLLM's prefix cache shares the conversation between the five questions.
+of each prompt token), the digits from `logprob_token_ids` (every spelling of 0..4, whatever its
+rank, so the reading is the transformers one; `logprobs=20` on a vLLM without that field) of the
+one token after each rubric question; vLLM's prefix cache shares the conversation between the
+five questions.
 
 OpenAI-compatible server (we hold no tokenizer for it): the digits from `/chat/completions` with
 `max_tokens=1, logprobs=true, top_logprobs=20` on the conversation + rubric question; the reply
@@ -12,8 +14,9 @@ likelihoods from `/completions` with `echo=true, logprobs=1, max_tokens=1` over 
 found by their `text_offset`. A server that leaves any of these out gets an error on every
 result naming the server and the missing field.
 
-In both, a digit outside the top 20 counts as probability 0 (its true share is below the 20th
-token's); when none of 0..4 is among them the reading is an error, not a guess.
+Where only the top 20 are known (a server; an older vLLM), a digit outside them counts as
+probability 0 (its true share is below the 20th token's); when none of 0..4 is among them the
+reading is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -56,7 +59,10 @@ class VLLMReader:
         from vllm import SamplingParams
 
         likelihood = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        digit = SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS)
+        try:  # the digits' own log-probs, whatever their rank
+            digit = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=sorted(self.digits))
+        except TypeError:  # a vLLM without logprob_token_ids: the top 20 only
+            digit = SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS)
         out, prompts, params, plan = [""] * len(conversations), [], [], []
         for i, conversation in enumerate(conversations):
             try:
@@ -89,6 +95,20 @@ def _prompt_logprobs(output, reply_len: int) -> list[float]:
     return [per_position[p][ids[p]].logprob for p in range(start, len(ids))]
 
 
+def _by_spelling(top_logprobs: list[dict]) -> dict[str, float]:
+    """{token stripped: logprob}, the spellings of one digit ('3', ' 3') summed in probability.
+
+    >>> top = [{"token": "3", "logprob": math.log(0.2)}, {"token": " 3", "logprob": math.log(0.1)}]
+    >>> round(math.exp(_by_spelling(top)["3"]), 6)
+    0.3
+    """
+    mass: dict[str, float] = {}
+    for entry in top_logprobs:
+        token = str(entry["token"]).strip()
+        mass[token] = mass.get(token, 0.0) + math.exp(entry["logprob"])
+    return {token: math.log(p) if p > 0 else -math.inf for token, p in mass.items()}
+
+
 def _plain(messages: list[Message]) -> str:
     return "".join(f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}\n" for m in messages)
 
@@ -119,7 +139,7 @@ class OpenAIReader:
             content = ((data["choices"][0].get("logprobs") or {}).get("content") or [None])[0]
             if not content or not content.get("top_logprobs"):
                 return f"{self.where}: the answer has no logprobs.content[0].top_logprobs (server ignores logprobs)"
-            value = expected_digit({t["token"].strip(): t["logprob"] for t in content["top_logprobs"]}, digits)
+            value = expected_digit(_by_spelling(content["top_logprobs"]), digits)
             if value is None:
                 return f"{self.where}: none of the digits 0..4 among the top {TOP_LOGPROBS} for {attribute}"
             rubric[attribute] = value
@@ -135,13 +155,18 @@ class OpenAIReader:
         body = {"model": self.caller.model, "prompt": head + reply + "\n", "echo": True, "logprobs": 1,
                 "max_tokens": 1, "temperature": 0.0}
         # One try, no window: the likelihood call rides on the rubric calls' retries above.
-        response = await self.caller.client.post("/completions", cast_to=httpx2.Response, body=body)
+        async with asyncio.timeout(self.caller.timeout_s):
+            response = await self.caller.client.post("/completions", cast_to=httpx2.Response, body=body)
         logprobs = (json.loads(response.content).get("choices") or [{}])[0].get("logprobs") or {}
         offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
         if not offsets or not values:
             return f"{self.where}: /completions with echo returned no logprobs.text_offset/token_logprobs"
-        end = len(head) + len(reply) + 1
-        return [v for o, v in zip(offsets, values) if len(head) <= o < end and v is not None]
+        # The reply's tokens: those overlapping [start, end). A token may begin before the reply
+        # (BPE puts the space of "Assistant: " on the reply's first word, " The"): it is the
+        # reply's first token, not the head's. Tokens from `end` on are the generated one.
+        start, end = len(head), len(head) + len(reply) + 1
+        ends = [*offsets[1:], end]
+        return [v for o, e, v in zip(offsets, ends, values) if e > start and o < end and v is not None]
 
 
 def remote_reader(chat, batch_size: int):
