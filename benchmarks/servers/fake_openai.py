@@ -5,9 +5,10 @@ answers), honours or ignores `n`, and lets a subclass or a caller replace the an
 request with a fault (see tests/engines/fault_server.py). It runs in a thread of the caller
 (tests that script it) or as a subprocess (benchmarks, so its CPU is not the client's):
 
-    python -m benchmarks.servers.fake_openai --latency 0.1 [--answers-file a.jsonl | --varied] [--ignore-n]
+    python -m benchmarks.servers.fake_openai --latency 0.1 [--answers-file a.jsonl | --varied | --preferences] [--ignore-n]
 
-prints `PORT=<n>` once it listens, then serves until killed.
+prints `PORT=<n>` once it listens, then serves until killed. `GET /v1/stats` says how many chat
+requests it has taken, how many it holds now and the most it held at once (benchmarks count requests there).
 """
 
 from __future__ import annotations
@@ -64,6 +65,51 @@ def varied_lists(items: int = 10, seed: int = 0) -> AnswerHook:
     return answer
 
 
+def preference_answers(responses_per_prompt: int = 4, seed: int = 0) -> AnswerHook:
+    """An answer hook for the preferences stage, answering by what the request asks (no shared state
+    with the client, so it runs in the server subprocess):
+
+    - the pairwise judge ("=== Reply A ==="): the letter of the reply marked GOOD (A when both are);
+    - the attribute grader of the llm-judge reward ("Give the reply five grades"): high grades for a
+      reply marked GOOD, low ones otherwise, as JSON;
+    - anything else is a generation request: of the `responses_per_prompt` requests for the same
+      question (counted by its text), the first half are answered well (marked GOOD, no commas, the
+      right sum when the question asks "What is <a> plus <b>?") and the rest badly (commas, the sum
+      off by one). Every answer carries fresh made-up words, so no two are near duplicates.
+    """
+    import random
+    import re
+    from collections import Counter
+
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ne", "tu", "ra", "so", "vi", "del", "bar", "qui", "zen", "pos", "gra"]
+    vocabulary = sorted({"".join(rng.choices(syllables, k=3)) for _ in range(6000)})
+    good_grades = json.dumps({"helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 2, "verbosity": 2})
+    bad_grades = json.dumps({"helpfulness": 1, "correctness": 1, "coherence": 1, "complexity": 1, "verbosity": 1})
+    plus = re.compile(r"What is (\d+) plus (\d+)")
+    asked: Counter[str] = Counter()
+    lock = threading.Lock()  # hooks of the threaded server may run while a test thread reads
+
+    def answer(body: dict[str, Any], index: int) -> str:
+        text = str(body["messages"][-1]["content"]) if body.get("messages") else ""
+        if "=== Reply A ===" in text:
+            reply_a, _, reply_b = text.split("=== Reply A ===", 1)[1].partition("=== Reply B ===")
+            return "A" if "GOOD" in reply_a or "GOOD" not in reply_b else "B"
+        if "Give the reply five grades" in text:
+            reply = text.split("The reply to grade:", 1)[-1].split(">>>", 1)[0]
+            return good_grades if "GOOD" in reply else bad_grades
+        with lock:
+            nth = asked[text]
+            asked[text] += 1
+            words = " ".join(rng.choices(vocabulary, k=rng.randint(20, 40)))
+        total = sum(map(int, found.groups())) if (found := plus.search(text)) else 72
+        if nth % responses_per_prompt < responses_per_prompt // 2:
+            return f"GOOD reply in plain words {words} and the answer is {total}"
+        return f"bad reply, with commas, {words}, and the answer is {total + 1}"
+
+    return answer
+
+
 def completion_body(body: dict[str, Any], texts: list[str]) -> dict[str, Any]:
     """A chat.completion object in the shape OpenAI-compatible servers answer."""
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
@@ -114,7 +160,12 @@ class FakeOpenAIServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/stats", self._stats)
         return app
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": len(self.bodies), "in_flight": self.in_flight,
+                                  "max_in_flight": self.max_in_flight})
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
@@ -187,7 +238,8 @@ class FakeOpenAIServer:
 
 
 def spawn_server(
-    latency_s: float = 0.1, answers_file: str | None = None, ignore_n: bool = False, varied: bool = False
+    latency_s: float = 0.1, answers_file: str | None = None, ignore_n: bool = False, varied: bool = False,
+    preferences: bool = False,
 ) -> tuple[subprocess.Popen, str]:
     """Start the server as a subprocess; returns (process, base_url). The caller terminates it."""
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -195,6 +247,7 @@ def spawn_server(
     cmd += ["--answers-file", answers_file] if answers_file else []
     cmd += ["--ignore-n"] if ignore_n else []
     cmd += ["--varied"] if varied else []
+    cmd += ["--preferences"] if preferences else []
     proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("PORT="):
@@ -214,6 +267,8 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         answer = cycling_answers(_read_answers(args.answers_file))
     elif args.varied:
         answer = varied_lists()
+    elif args.preferences:
+        answer = preference_answers()
     server = FakeOpenAIServer(latency_s=args.latency, answer=answer, ignore_n=args.ignore_n)
     port = await server.start_async(args.port)
     print(f"PORT={port}", flush=True)
@@ -226,6 +281,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds before each answer")
     parser.add_argument("--answers-file", help="JSON lines, one answer string each, served in turn")
     parser.add_argument("--varied", action="store_true", help="answer fresh numbered lists (see varied_lists)")
+    parser.add_argument("--preferences", action="store_true",
+                        help="answer the preferences stage by request content (see preference_answers)")
     parser.add_argument("--ignore-n", action="store_true", help="answer one choice whatever n asks")
     asyncio.run(_serve_forever(parser.parse_args()))
 
