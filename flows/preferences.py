@@ -55,12 +55,16 @@ async def make_pairs(run: RunContext, responses: list[Row], trusted: list[str], 
     return judged
 
 
-async def run_batch(stage_run: StageRun, prompts: list[Row], shard: str, trust: dict[str, Trust]) -> Judged:
+async def run_batch(stage_run: StageRun, prompts: list[Row], shard: str, trust: dict[str, Trust],
+                    requesting: asyncio.Semaphore) -> Judged:
+    """One batch of prompts: its model requests hold a slot of `requesting`; its landings do not, so
+    the next batch generates while this one's gates run (the gates take one batch at a time)."""
     run, stage = stage_run.run, stage_run.run.config.preferences
-    scored = await make_responses(quote(run), quote(prompts), shard)
-    landing = asyncio.create_task(stage_run.land("responses", scored.rows, shard))  # lands while judges work
     trusted = [j for j in stage.judges if trust[j].trusted]
-    judged = await make_pairs(quote(run), quote(scored.rows), trusted, shard)
+    async with requesting:
+        scored = await make_responses(quote(run), quote(prompts), shard)
+        landing = asyncio.create_task(stage_run.land("responses", scored.rows, shard))  # lands while judges work
+        judged = await make_pairs(quote(run), quote(scored.rows), trusted, shard)
     await landing
     await stage_run.land("preferences", [preference_row(p) for p in judged.pairs], shard)
     if stage.best_of_n.enabled and trust["reward_model"].trusted:
@@ -84,13 +88,9 @@ async def preferences_flow(config: RunConfig, run_date: str | None = None) -> di
         llm = run.chat_engine(stage.llm_judge_model()) if "llm_judge" in stage.judges else None
         trust = await judge_trust(run.catalog, stage, config.models, run.reward_engine(stage.reward), llm,
                                   config.seed)
-        in_flight = asyncio.Semaphore(stage.batches_in_flight)
-
-        async def one(index: int, batch: list[Row]) -> Judged:
-            async with in_flight:
-                return await run_batch(stage_run, batch, f"{index:05d}", trust)
-
-        batches = await asyncio.gather(*(one(i, list(b)) for i, b in enumerate(chunks(prompts, stage.batch_size))))
+        requesting = asyncio.Semaphore(stage.batches_in_flight)
+        batches = await asyncio.gather(*(run_batch(stage_run, list(b), f"{i:05d}", trust, requesting)
+                                         for i, b in enumerate(chunks(prompts, stage.batch_size))))
         summary = await _report(stage_run, prompts, batches, trust)
     print(f"preferences: {summary['prompts']} prompts, {summary['pairs']} pairs {summary['pairs_per_judge']}, "
           f"{summary['best_of_n']} best-of-n rows")
