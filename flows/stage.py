@@ -21,7 +21,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prefect.utilities.annotations import quote
 
@@ -75,12 +75,9 @@ class Lander:
 class StageRun:
     run: RunContext
     lander: Lander
-    drops: dict[str, dict[str, int]] = field(default_factory=dict)  # step -> reason -> count
 
     def record_drops(self, step: str, result: StepResult | Sequence[Drop]) -> None:
-        result = result if isinstance(result, StepResult) else StepResult(drops=list(result))
         record_drops(self.run, step, result)
-        self.drops[step] = result.drop_counts()
 
     async def land(self, dataset: str, rows: list[Row], shard: str) -> list[dict]:
         return await self.lander.land(dataset, rows, shard)
