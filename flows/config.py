@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from engines.config import ModelSpec
 from quality.config import QualityConfig
 from storage.config import LakeConfig
+from tasks.dialogues.config import DialoguesStage
 from tasks.preferences.config import DEFAULT_REWARD, PreferencesStage
 from tasks.prompts.config import PromptsStage
 
@@ -44,6 +45,7 @@ class RunConfig(Strict):
     quickstart: QuickstartStage = QuickstartStage()
     prompts: PromptsStage = PromptsStage()
     preferences: PreferencesStage = PreferencesStage()
+    dialogues: DialoguesStage = DialoguesStage()
     quality: QualityConfig = QualityConfig()
 
     @model_validator(mode="after")
@@ -51,7 +53,8 @@ class RunConfig(Strict):
         # A config that names no model still runs: the embedded SmolLM2 is the default generator,
         # and the log-probability judge on it the default reward.
         self.models.setdefault(DEFAULT_MODEL, ModelSpec())
-        if self.preferences.enabled and self.preferences.reward == DEFAULT_REWARD:
+        rewards = [s.reward for s in (self.preferences, self.dialogues) if s.enabled]
+        if DEFAULT_REWARD in rewards:
             self.models.setdefault(DEFAULT_REWARD, ModelSpec(kind="reward", backend="logprob"))
         for where, name, kind in self.model_references():
             if name not in self.models:
@@ -74,6 +77,10 @@ class RunConfig(Strict):
             refs.append(("preferences.reward", stage.reward, "reward"))
             if "llm_judge" in stage.judges:
                 refs.append(("preferences.llm_judge.model", stage.llm_judge_model(), "chat"))
+        if self.dialogues.enabled:
+            talk = self.dialogues
+            refs += [("dialogues.assistant.model", talk.assistant.model, "chat"),
+                     ("dialogues.user.model", talk.user.model, "chat"), ("dialogues.reward", talk.reward, "reward")]
         return refs
 
     def fingerprint(self) -> str:

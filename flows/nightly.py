@@ -8,6 +8,7 @@ from prefect import flow
 
 from engines.registry import engine_scope
 from flows.config import RunConfig, load_config
+from flows.dialogues import dialogues_flow
 from flows.preferences import preferences_flow
 from flows.prompts import prompts_flow
 
@@ -25,4 +26,6 @@ async def nightly_flow(config: RunConfig | None = None, config_file: str | None 
             summary["prompts"] = await prompts_flow(config, run_date)
         if config.preferences.enabled:
             summary["preferences"] = await preferences_flow(config, run_date)
+        if config.dialogues.enabled:
+            summary["dialogues"] = await dialogues_flow(config, run_date)
     return summary

@@ -85,6 +85,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         pa.field("turn_rewards", pa.list_(pa.float64())),
         pa.field("reward", pa.float64()),
         pa.field("source", pa.string()),  # role_play | best_of_n
+        # role play: who played the user, the other side's model, what the dialogue had to obey
+        pa.field("task_type", pa.string()),
+        pa.field("persona_profile", pa.string()),  # JSON {id, who, wants, style}; `persona` is its id
+        pa.field("instruction_ids", pa.list_(pa.string())),
+        pa.field("instruction_kwargs", pa.string()),
+        pa.field("user_model", pa.string()),  # `model`/`sampling` are the assistant side's
+        pa.field("user_backend", pa.string()),
+        pa.field("user_sampling", SAMPLING),
+        pa.field("reward_model", pa.string()),
     ),
     # Every scored response of the preferences stage: judges re-run over these without generating again.
     "responses": _schema(

@@ -114,5 +114,7 @@ def best_of_n(group: Sequence[Row], min_reward: float | None) -> Row | None:
         "id": row_id("best_of_n", best["id"]), "prompt_id": best["prompt_id"], "persona": None,
         "messages": [*best["prompt"], {"role": "assistant", "content": response_text(best)}],
         "turn_attributes": [best["attributes"]], "turn_rewards": [best["reward"]], "reward": best["reward"],
-        "source": "best_of_n", **{k: best.get(k) for k in ("model", "backend", "sampling", "seed")},
+        "source": "best_of_n",
+        **{k: best.get(k) for k in ("task_type", "instruction_ids", "instruction_kwargs", "reward_model", "model",
+                                    "backend", "sampling", "seed")},
     }

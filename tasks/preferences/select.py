@@ -1,4 +1,4 @@
-"""Which published prompts the preferences stage answers: by run date, task type and source."""
+"""Which published prompts the preferences and dialogues stages start from: by run date, task type and source."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tasks.preferences.config import PromptSelection
 
 # Values are bound parameters; the optional filters are fixed clauses, never text from the config.
 SELECT_PROMPTS = """
-SELECT id, task_type, messages, reference_answer, instruction_ids, instruction_kwargs, source,
+SELECT id, task_type, messages, reference_answer, instruction_ids, instruction_kwargs, turn_form, source,
        CAST(run_date AS VARCHAR) AS run_date
 FROM prompts
 WHERE {dates}

@@ -11,6 +11,7 @@ from engines.types import ChatRequest
 from tasks.llm_step import Drop, Row
 from tasks.parsing import parse_list
 from tasks.templates import Template, load_template
+from tasks.user_turns import clean_user_turn
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
@@ -74,3 +75,12 @@ def single_text(text: str) -> str | Drop:
 def stable_seed(base: int, *parts: object) -> int:
     """A per-request seed derived from the run seed and the item, reproducible across reruns."""
     return int(row_id(base, *parts)[:8], 16)
+
+
+def user_text(text: str, tpl: Template) -> str | Drop:
+    """A user turn the model wrote from `tpl` (a follow-up, a revised question): filler stripped, and
+    a drop when it answers instead of asking, speaks as the assistant or hands back the template."""
+    if isinstance(short := single_text(text), Drop):  # empty or too short, whatever else it is
+        return short
+    turn = clean_user_turn(text, tpl.body)
+    return turn if isinstance(turn, Drop) else single_text(turn)

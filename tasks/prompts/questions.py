@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from engines.types import ChatEngine
 from tasks.llm_step import Drop, Parsed, Row, StepResult, run_llm_step
-from tasks.prompts.common import ask, list_items, row_id, single_text, stable_seed, template, user_turn
+from tasks.prompts.common import ask, list_items, row_id, stable_seed, template, user_text, user_turn
 from tasks.prompts.config import PromptsStage
 
 # task type -> (template, revise template or None)
@@ -107,7 +107,7 @@ async def revise_questions(engine: ChatEngine, task_type: str, rows: list[Row], 
     key = "task" if task_type == "writing" else "question"
 
     def parse(row: Row, text: str) -> list[Row] | Drop:
-        revised = single_text(text)
+        revised = user_text(text, tpl)
         if isinstance(revised, Drop):
             revised.reason = f"revision_{revised.reason}"
             return revised

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engines.types import ChatEngine, ChatRequest
 from tasks.llm_step import Drop, Row, StepResult, run_llm_step
-from tasks.prompts.common import row_id, single_text, stable_seed, template
+from tasks.prompts.common import row_id, stable_seed, template, user_text
 from tasks.prompts.config import PromptsStage
 
 
@@ -33,7 +33,7 @@ async def add_follow_up(engine: ChatEngine, answered: list[Row], stage: PromptsS
     tpl = template("two_turn_followup")
 
     def parse(row: Row, text: str) -> list[Row] | Drop:
-        follow_up = single_text(text)
+        follow_up = user_text(text, tpl)
         if isinstance(follow_up, Drop):
             follow_up.reason = f"follow_up_{follow_up.reason}"
             return follow_up

@@ -12,11 +12,8 @@ import pytest
 from benchmarks.servers.fake_openai import FakeOpenAIServer
 from flows.config import parse_config
 from flows.preferences import preferences_flow
-from quality.config import QualityConfig
-from quality.gate import run_gate
-from storage.catalog import Catalog
-from storage.lake import Lake
 from tasks.prompts.common import stable_seed
+from tests.flows.published import publish_prompts
 
 RUN_DATE = "2026-11-20"
 SEED = 5
@@ -60,19 +57,11 @@ def server():
         yield running
 
 
-def publish_prompts(config):
-    lake = Lake(config.lake)
-    catalog = Catalog(config.lake, lake)
-    rows = [{"id": pid, "task_type": task, "messages": [{"role": "user", "content": text}], "reference_answer": ref,
-             "instruction_ids": ids, "instruction_kwargs": json.dumps([{}]) if ids else None, "source": "synthetic",
-             "run_id": "prompts-run", "batch_id": "prompts-b1", "stage": "prompts",
-             "created_at": "2026-11-20T00:00:00+00:00"} for pid, task, text, ref, ids in PROMPTS]
-    import datetime as dt
-    for row in rows:
-        row["created_at"] = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
-    staged = lake.stage_batch("prompts", RUN_DATE, "prompts-b1", rows)
-    assert run_gate(lake, catalog, staged, QualityConfig(), "prompts-run", artifacts=False).state == "published"
-    return catalog
+def publish(config):
+    return publish_prompts(config, [
+        {"id": pid, "task_type": task, "messages": [{"role": "user", "content": text}], "reference_answer": ref,
+         "instruction_ids": ids, "instruction_kwargs": json.dumps([{}]) if ids else None}
+        for pid, task, text, ref, ids in PROMPTS], RUN_DATE)
 
 
 def config(tmp_path, base_url, **preferences):
@@ -96,7 +85,7 @@ def config(tmp_path, base_url, **preferences):
 
 def test_every_judge_decides_its_prompts_and_every_pair_explains_itself(tmp_path, server, prefect_harness):
     cfg = config(tmp_path, server.base_url, calibration={"trust_anyway": ["reward_model", "llm_judge"]})
-    catalog = publish_prompts(cfg)
+    catalog = publish(cfg)
     summary = asyncio.run(preferences_flow(cfg, RUN_DATE))
     assert all(b["state"] == "published" for b in summary["batches"]), summary["batches"]
 
@@ -141,7 +130,7 @@ def test_every_judge_decides_its_prompts_and_every_pair_explains_itself(tmp_path
 
 def test_judges_below_their_calibration_decide_nothing(tmp_path, server, prefect_harness):
     cfg = config(tmp_path, server.base_url)  # the fake grader ties on every calibration pair
-    catalog = publish_prompts(cfg)
+    catalog = publish(cfg)
     summary = asyncio.run(preferences_flow(cfg, RUN_DATE))
     assert summary["trust"]["reward_model"]["trusted"] is False
     assert "decides no pairs" in summary["trust"]["reward_model"]["reason"]

@@ -1,0 +1,104 @@
+"""The dialogues stage end to end over a real OpenAI-compatible server on loopback: the assistant, the
+simulated user and the attribute grader are one served model whose answers depend on what is asked.
+Dialogues land through the gate, `sdg sql` unnests them turn by turn, the ledger holds every drop, and
+the SteerLM export labels each assistant turn with its stored scores."""
+
+import asyncio
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmarks.servers.fake_openai import FakeOpenAIServer
+from flows.cli import app
+from flows.config import parse_config
+from flows.dialogues import dialogues_flow
+from storage.exports import export
+from tests.flows.published import publish_prompts
+
+RUN_DATE = "2026-11-21"
+GOOD = {"helpfulness": 4, "correctness": 3.6, "coherence": 4, "complexity": 1.2, "verbosity": 2.4}
+POOR = {"helpfulness": 1, "correctness": 1, "coherence": 2, "complexity": 0, "verbosity": 1}
+PROMPTS = [
+    {"id": "tides", "task_type": "open_qa", "messages": [{"role": "user", "content": "Why do tides happen?"}]},
+    {"id": "basil", "task_type": "open_qa", "messages": [{"role": "user", "content": "How do I keep basil fresh?"}]},
+    {"id": "egg", "task_type": "two_turn", "messages": [
+        {"role": "user", "content": "How do I boil an egg?"}, {"role": "assistant", "content": "GOOD: nine minutes."},
+        {"role": "user", "content": "And a soft one?"}]},
+    {"id": "dull", "task_type": "open_qa", "messages": [{"role": "user", "content": "Tell me about gravel."}]},
+]
+
+
+def answer(body, index):
+    text = body["messages"][-1]["content"]
+    if "Give the reply five grades" in text:  # the grader: GOOD replies score high
+        reply = text.split("The reply to grade:")[1].split(">>>")[0]
+        return json.dumps(GOOD if "GOOD" in reply else POOR)
+    if "Write the next message this person sends" in text:  # the simulated user
+        turns = text.count("\nAssistant:") + text.startswith("Assistant:")
+        return f"Thanks! Could you go one step further, step {turns}?"
+    first = body["messages"][0]["content"]
+    quality = "dull" if "gravel" in first and len(body["messages"]) > 1 else "GOOD"
+    return f"{quality} answer number {len(body['messages'])} about {first[:30]}"
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAIServer(latency_s=0.002, answer=answer) as running:
+        yield running
+
+
+def config(tmp_path, base_url):
+    return parse_config({
+        "name": "talk", "seed": 11, "lake": {"root": str(tmp_path / "lake")},
+        "models": {"served": {"backend": "openai", "base_url": base_url, "model": "fake", "concurrency": 16},
+                   "grader": {"kind": "reward", "backend": "llm-judge", "judge": "served"}},
+        "prompts": {"enabled": False},
+        "dialogues": {"enabled": True, "rounds": 3, "assistant": {"model": "served"}, "reward": "grader",
+                      "min_turn_reward": 3.0, "batch_size": 2},
+        "quality": {"dialogues": {"near_dedup": False}},  # scripted answers share most of their words
+    })
+
+
+def test_dialogues_land_through_the_gate_and_read_turn_by_turn(tmp_path, server, prefect_harness):
+    cfg = config(tmp_path, server.base_url)
+    catalog = publish_prompts(cfg, PROMPTS, RUN_DATE)
+    summary = asyncio.run(dialogues_flow(cfg, RUN_DATE))
+    assert all(b["state"] == "published" for b in summary["batches"]), summary["batches"]
+    assert summary["drops"] == {"low_turn_reward": 1} and summary["dialogues"] == 3
+
+    rows = {r["prompt_id"]: r for r in catalog.query("SELECT * FROM dialogues").to_pylist()}
+    assert set(rows) == {"tides", "basil", "egg"}  # gravel's second answer scored below the floor
+    for row in rows.values():
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant"] * 3
+        assert row["persona"] and json.loads(row["persona_profile"])["id"] == row["persona"]
+        assert row["source"] == "role_play" and row["stage"] == "dialogues" and row["user_model"] == "fake"
+        assert len(row["turn_rewards"]) == 3 and row["reward"] == min(row["turn_rewards"])
+        assert not any(m["content"].startswith("Thanks") for m in row["messages"][1:])  # filler stripped
+    assert rows["egg"]["messages"][1]["content"] == "GOOD: nine minutes."  # continued from its own turns
+
+    ledger = catalog.query("SELECT reason, sum(count) AS n FROM drops WHERE stage = 'dialogues' GROUP BY ALL")
+    assert {r["reason"]: r["n"] for r in ledger.to_pylist()} == {"low_turn_reward": 1}
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    query = ("SELECT prompt_id, turn.role AS role, turn.content AS content "
+             "FROM (SELECT prompt_id, unnest(messages) AS turn FROM dialogues) WHERE prompt_id = 'tides'")
+    result = CliRunner().invoke(app, ["sql", "-c", str(config_file), "--format", "json", query])
+    assert result.exit_code == 0, result.output
+    turns = json.loads(result.stdout)
+    assert [t["role"] for t in turns] == ["user", "assistant"] * 3 and turns[0]["content"] == "Why do tides happen?"
+
+    out = tmp_path / "steerlm.jsonl"
+    assert export(catalog, "dialogues", "steerlm", out) == 3
+    by_first = {json.loads(line)["conversations"][0]["value"]: json.loads(line) for line in out.read_text().splitlines()}
+    record = by_first["Why do tides happen?"]
+    assert [t["from"] for t in record["conversations"]] == ["User", "Assistant"] * 3
+    labels = [t["label"] for t in record["conversations"] if t["from"] == "Assistant"]
+    stored = rows["tides"]["turn_attributes"]
+    assert labels == [",".join(f"{a}:{round(v)}" for a, v in turn.items()) for turn in stored]
+    assert labels[0] == "helpfulness:4,correctness:4,coherence:4,complexity:1,verbosity:2"
+
+    asyncio.run(dialogues_flow(cfg, RUN_DATE))  # a rerun of the night: the same dialogues, none twice
+    again = catalog.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM dialogues").to_pylist()[0]
+    assert again == {"n": 3, "ids": 3}
