@@ -39,6 +39,7 @@ BATCH_ROWS = pa.schema([("batch_id", pa.string()), ("dataset", pa.string()), ("r
                         ("run_date", pa.string()), ("state", pa.string()), ("rows", pa.int64()),
                         ("bytes", pa.int64()), ("url", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
 NO_FILES = "No files found that match the pattern"  # DuckDB's error for a glob with no file
+OUTSIDE = "disabled by configuration"  # DuckDB's error for a file, URL or extension a confined query may not reach
 USAGE_FIELDS = ("requests", "prompt_tokens", "completion_tokens", "errors", "seconds")
 
 
@@ -106,6 +107,7 @@ class Catalog:
         self.lake = lake or Lake(config)
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._tables_checked = False
+        self.lake_dir = self.lake.url(self.lake.root) + "/"  # what queries may read besides the catalog
 
     # -- connections -----------------------------------------------------------------------
     def _prepare(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -142,7 +144,8 @@ class Catalog:
         """Run one SELECT (or EXPLAIN of one) on a read-only connection.
 
         A read-only connection protects only the catalog file: COPY ... TO, EXPORT, ATTACH or SET
-        would still write files elsewhere (into published/, say), so anything but a query is refused.
+        would still write files elsewhere (into published/, say), so anything but a query is refused,
+        and `confine` keeps the query from reading files outside the lake.
         """
         check_read_only(sql)
         if not os.path.exists(self.path):
@@ -163,12 +166,16 @@ class Catalog:
             conn = _connect(self.path, read_only=True)
             try:
                 self._prepare(conn)
+                confine(conn, self.lake_dir, self.path)
                 relation = conn.sql(sql, params=params)
                 return pa.table({}) if relation is None else relation.to_arrow_table()
             except duckdb.Error as exc:
                 text = str(exc)
                 if NO_FILES in text or any(f"Table with name {name} does not exist" in text for name in DATASETS):
                     raise _StaleViews(text) from None
+                if isinstance(exc, duckdb.PermissionException) or OUTSIDE in text:
+                    raise CatalogError(f"query refused: {exc}\nqueries read only the catalog {self.path} "
+                                       f"and files under the lake root {self.lake_dir}") from None
                 raise CatalogError(f"query failed: {exc}") from None
             finally:
                 conn.close()
@@ -294,6 +301,29 @@ class Catalog:
         return self.query(q.dataset_counts(DATASETS))
 
 
+def confine(conn: duckdb.DuckDBPyConnection, lake_dir: str, catalog: str) -> None:
+    """Let a query connection read the catalog and files under `lake_dir`, and nothing else.
+
+    The statement guard keeps queries from writing; without this, a query would still read anything
+    the process can (read_csv('/etc/passwd'), read_text, a glob, another bucket, a URL, Python
+    variables by name) and load extensions. DuckDB's own settings confine it, on local and s3 paths
+    alike (it resolves `..` and symlinks first), and the lock refuses a SET that would undo them.
+    DuckDB keeps the open database's own files (WAL, temp folder) reachable.
+    """
+    [(locked, external, allowed)] = conn.execute(
+        "SELECT current_setting('lock_configuration'), current_setting('enable_external_access'), "
+        "current_setting('allowed_directories')").fetchall()
+    if locked:
+        # Another query of this process holds the same database instance, confined already.
+        if external or lake_dir not in allowed:
+            raise CatalogError(f"catalog {catalog} is open elsewhere in this process without the lake's confinement")
+        return
+    conn.execute("SET allowed_directories = ?", [[lake_dir]])
+    conn.execute("SET allowed_paths = ?", [[catalog]])
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+
+
 def check_read_only(sql: str) -> None:
     """Refuse SQL that is not exactly one SELECT (SHOW, DESCRIBE and SUMMARIZE are SELECTs) or EXPLAIN of one."""
     try:
@@ -317,4 +347,4 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-__all__ = ["Catalog", "CatalogError", "catalog_path", "BATCH_STATES", "LakeError"]
+__all__ = ["Catalog", "CatalogError", "catalog_path", "confine", "BATCH_STATES", "LakeError"]
