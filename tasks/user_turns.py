@@ -21,7 +21,7 @@ _FLAGS = re.IGNORECASE
 
 # A leading role label the model copied from the transcript it was shown.
 _USER_LABEL = re.compile(r"^\s*(?:\*\*)?(?:user|human|me|customer)(?:\*\*)?\s*:\s*", _FLAGS)
-_ASSISTANT_LABEL = re.compile(r"^\s*(?:\*\*)?(?:assistant|ai|bot|gpt|smollm)(?:\*\*)?\s*:", _FLAGS)
+_ASSISTANT_LABEL = re.compile(r"^\s*(?:\*\*)?(?:the )?(?:ai )?(?:assistant|ai|bot|gpt|smollm)(?:\*\*)?\s*:", _FLAGS)
 
 # Whole leading sentences (or clauses up to a comma) that carry no request. Stripped repeatedly.
 _LEADING_FILLER = [
@@ -38,6 +38,8 @@ _TRAILING = re.compile(
     r"\s*(?:(?:thank you|thanks)(?: (?:so|very) much)?(?: in advance)?(?: for [^.!?\n]{0,60})?[.!]*"
     r"|i appreciate (?:it|your help)[.!]*)\s*$", _FLAGS)
 _QUOTES = "\"'“”‘’`"
+# A later line that opens with a role label: the model went on writing the transcript.
+_NEXT_SPEAKER = re.compile(r"\n\s*(?:\*\*)?(?:you|user|human|me|assistant|ai|bot)(?:\*\*)?\s*:", _FLAGS)
 
 # The assistant's voice: self-descriptions, service phrases, a system prompt read back.
 _ASSISTANT_VOICE = re.compile(
@@ -62,8 +64,10 @@ ANSWER_WORDS = 60  # a message this long with no request in it is an answer, not
 
 
 def strip_filler(text: str) -> str:
-    """The turn without a copied "User:" label, quotes, and polite filler at its start and end."""
-    cleaned = _USER_LABEL.sub("", text.strip()).strip().strip(_QUOTES).strip()
+    """The turn without a copied "User:" label, the transcript the model went on to write after it,
+    quotes, and polite filler at its start and end."""
+    cleaned = _USER_LABEL.sub("", text.strip()).strip()
+    cleaned = _NEXT_SPEAKER.split(cleaned, maxsplit=1)[0].strip().strip(_QUOTES).strip()
     while True:
         shorter = _LEADING.sub("", cleaned, count=1).strip()
         shorter = _TRAILING.sub("", shorter).strip().strip(_QUOTES).strip()
@@ -91,10 +95,17 @@ def _shingles(text: str, size: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
 
 
+def _labels(template_text: str) -> list[str]:
+    """The template's field labels ("How you write:" before "{style}"), lower-cased."""
+    return [m.group(1).lower() for m in re.finditer(r"(?m)^([A-Za-z][^{}\n:]*\s[^{}\n:]*:)\s*\{", template_text)]
+
+
 def echoes_template(text: str, template_text: str, size: int = 6) -> bool:
-    """Whether the turn repeats `size` consecutive words of the fixed text of the request it was made from."""
+    """Whether the turn repeats `size` consecutive words of the fixed text of the request it was made
+    from, or one of its field labels."""
     fixed = re.sub(r"\{[^{}]*\}", " | ", template_text)  # placeholders break runs: only our own words count
-    return bool(_shingles(text, size) & _shingles(fixed, size))
+    lowered = text.lower()
+    return bool(_shingles(text, size) & _shingles(fixed, size)) or any(l in lowered for l in _labels(template_text))
 
 
 def user_turn_problem(text: str, template_text: str | None = None) -> str | None:

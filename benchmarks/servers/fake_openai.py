@@ -72,6 +72,8 @@ def preference_answers(responses_per_prompt: int = 4, seed: int = 0) -> AnswerHo
     - the pairwise judge ("=== Reply A ==="): the letter of the reply marked GOOD (A when both are);
     - the attribute grader of the llm-judge reward ("Give the reply five grades"): high grades for a
       reply marked GOOD, low ones otherwise, as JSON;
+    - the simulated user of the dialogues stage ("Write the next message this person sends"): a
+      fresh follow-up question;
     - anything else is a generation request: of the `responses_per_prompt` requests for the same
       question (counted by its text), the first half are answered well (marked GOOD, no commas, the
       right sum when the question asks "What is <a> plus <b>?") and the rest badly (commas, the sum
@@ -98,6 +100,10 @@ def preference_answers(responses_per_prompt: int = 4, seed: int = 0) -> AnswerHo
         if "Give the reply five grades" in text:
             reply = text.split("The reply to grade:", 1)[-1].split(">>>", 1)[0]
             return good_grades if "GOOD" in reply else bad_grades
+        if "Write the next message this person sends" in text:
+            with lock:
+                words = " ".join(rng.choices(vocabulary, k=rng.randint(8, 14)))
+            return f"Could you go further on {words}?"
         with lock:
             nth = asked[text]
             asked[text] += 1

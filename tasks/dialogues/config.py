@@ -15,6 +15,8 @@ class AssistantSide(Strict):
     """The model that answers: greedy by default, as the Nemotron-4 report does for its dialogues."""
 
     model: str = Field("default", description="registry name of a chat model")
+    system_prompt: str | None = Field(
+        None, description="a system turn the assistant sees first (kept on the row: it is what the model was told)")
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(384, ge=1)

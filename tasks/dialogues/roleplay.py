@@ -64,7 +64,7 @@ def user_template() -> Template:
 
 
 def transcript(messages: Sequence[dict[str, str]]) -> str:
-    return "\n\n".join(f"{ROLE_NAMES[m['role']]}: {m['content']}" for m in messages)
+    return "\n\n".join(f"{ROLE_NAMES[m['role']]}: {m['content']}" for m in messages if m["role"] != "system")
 
 
 def checked_turn(dialogue: Dialogue) -> bool:
@@ -108,6 +108,9 @@ class RolePlay:
 
     def start(self, prompt: Row, persona: Persona) -> Dialogue:
         messages = [{"role": m["role"], "content": m["content"]} for m in prompt["messages"]]
+        system = self.stage.assistant.system_prompt
+        if system and messages[0]["role"] != "system":
+            messages.insert(0, {"role": "system", "content": system})
         return Dialogue(prompt, persona, messages, generated_from=len(messages))
 
     def _assistant_request(self, d: Dialogue, attempt: int) -> ChatRequest:
@@ -132,6 +135,8 @@ class RolePlay:
                     d.fail("empty_assistant_turn", completion.text)
                 elif completion.finish_reason == "length":
                     d.fail("truncated_assistant_turn", completion.text)
+                elif any(m["role"] == "assistant" and m["content"] == text for m in d.messages):
+                    d.fail("repeated_assistant_turn", text)  # greedy decoding stuck: no new information
                 elif checked_turn(d) and (broken := self._broken(d, text)):
                     if attempt < self.stage.instruction_retries:
                         again.append(d)
@@ -195,6 +200,8 @@ class RolePlay:
                     continue
                 text = result.completions[0].text
                 turn = clean_user_turn(text, self.template.body)
+                if not isinstance(turn, Drop) and _said_before(turn, d.messages):
+                    turn = Drop("repeats_an_earlier_turn", text)
                 if isinstance(turn, Drop):
                     last_problem[id(d)] = (turn.reason, text)
                     again.append(d)
@@ -224,6 +231,11 @@ class RolePlay:
             "reward_model": self.reward.model_name,
             "template_id": self.template.id, "template_version": self.template.version, "seed": self.seed,
         }
+
+
+def _said_before(turn: str, messages: list[dict[str, str]]) -> bool:
+    squash = lambda t: " ".join(t.lower().split()).strip(" .!?")  # noqa: E731
+    return any(squash(m["content"]) == squash(turn) for m in messages)
 
 
 async def role_play(engine_for: Callable[[str], ChatEngine], reward: RewardEngine, prompts: Sequence[Row],

@@ -80,9 +80,9 @@ def default_script(request):
     return f"An answer to: {request.messages[-1]['content'][-40:]}"
 
 
-def play(prompts=PROMPTS, assistant=default_script, user_script=None, reward=None, **settings):
+def play(prompts=PROMPTS, assistant_script=default_script, user_script=None, reward=None, **settings):
     stage = DialoguesStage(enabled=True, **settings)
-    a = Engine(assistant, "assistant-model")
+    a = Engine(assistant_script, "assistant-model")
     u = Engine(user_script, "user-model") if user_script else a
     engines = {"default": a, "user": u}
     if user_script:
@@ -152,7 +152,7 @@ def test_a_bad_assistant_turn_drops_the_dialogue_and_the_batch_goes_on(answer, r
             return answer
         return default_script(request)
 
-    out, *_ = play(assistant=assistant, rounds=2)
+    out, *_ = play(assistant_script=assistant, rounds=2)
     assert [d.reason.split(":")[0] for d in out.drops] == [reason]
     assert sorted(r["prompt_id"] for r in out.rows) == ["p-doc", "p-two"]
 
@@ -184,11 +184,11 @@ def test_every_assistant_turn_of_a_multi_turn_instruction_prompt_is_checked():
     def assistant(request):  # obeys in the first answer, breaks the rule in the second
         return "A tall white tower" if len(request.messages) == 1 else "Tall, white, and bright"
 
-    out, *_ = play(prompts=[MULTI], assistant=assistant, rounds=2)
+    out, *_ = play(prompts=[MULTI], assistant_script=assistant, rounds=2)
     assert [d.reason for d in out.drops] == ["instruction_broken"] and out.drops[0].raw == "Tall, white, and bright"
 
     single = {**MULTI, "turn_form": "single"}  # only the first answer is bound
-    out, *_ = play(prompts=[single], assistant=assistant, rounds=2)
+    out, *_ = play(prompts=[single], assistant_script=assistant, rounds=2)
     assert len(out.rows) == 1 and out.rows[0]["instruction_ids"] == ["punctuation:no_comma"]
 
 
@@ -198,7 +198,7 @@ def test_a_broken_rule_is_sampled_again_where_the_config_says_so():
             return "A tall white tower"
         return "Tall and bright and white" if request.temperature > 0 else "Tall, white, and bright"
 
-    out, retried, a, _, _ = play(prompts=[MULTI], assistant=assistant, rounds=2, instruction_retries=2,
+    out, retried, a, _, _ = play(prompts=[MULTI], assistant_script=assistant, rounds=2, instruction_retries=2,
                                  retry_temperature=0.9)
     assert len(out.rows) == 1 and out.rows[0]["messages"][-1]["content"] == "Tall and bright and white"
     assert retried["instruction"] == 1 and [r.temperature for r in a.requests if len(r.messages) > 1] == [0.0, 0.9]
@@ -234,3 +234,23 @@ def test_bad_settings_name_the_field_and_what_is_allowed(dialogues, message):
     with pytest.raises(ConfigError, match=message):
         parse_config({"models": {"rm": {"kind": "reward", "backend": "logprob"}},
                       "dialogues": {"enabled": True, **dialogues}})
+
+
+def test_an_assistant_that_repeats_itself_is_dropped():
+    out, *_ = play(prompts=[PROMPTS[0]], assistant_script=lambda r: "Because of the Moon.", rounds=2)
+    assert [d.reason for d in out.drops] == ["repeated_assistant_turn"]
+
+
+def test_a_system_prompt_is_seen_first_and_kept_on_the_row():
+    out, _, assistant, user, _ = play(prompts=[PROMPTS[0]], user_script=default_script, rounds=2,
+                                      assistant={"system_prompt": "Answer in two sentences."})
+    (row,) = out.rows
+    assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert all(r.messages[0] == {"role": "system", "content": "Answer in two sentences."} for r in assistant.requests)
+    assert all("Answer in two sentences" not in r.messages[-1]["content"] for r in user.requests)  # the user never sees it
+    assert len(row["turn_rewards"]) == 2
+
+
+def test_a_user_turn_that_repeats_the_conversation_is_asked_again():
+    out, *_ = play(prompts=[PROMPTS[0]], user_script=lambda r: "why do tides happen", rounds=2, user={"tries": 2})
+    assert [d.reason for d in out.drops] == ["user_turn_repeats_an_earlier_turn"]

@@ -20,6 +20,7 @@ STRIPPING = [
     ("that's not what i asked", "that's not what i asked"),
     ("No, I meant the other recipe.", "No, I meant the other recipe."),
     ("Actually, I only have an hour.", "Actually, I only have an hour."),
+    ("Is a fixed gear harder to ride?\n\nYou: It is, at first.\n\nUser: Why?", "Is a fixed gear harder to ride?"),
     ("Thank you!", "empty_after_stripping"),
     ("Thanks so much, that's great!", "empty_after_stripping"),
     ("As an AI language model, I can help you plan meals.", "speaks_as_assistant"),
@@ -69,6 +70,8 @@ def test_a_turn_that_hands_back_our_request_echoes_the_template():
     assert echoes_template(leaked, body)
     assert clean_user_turn(leaked, body).reason == "echoes_template"
     assert not echoes_template("Can you tell me the next step after kneading the dough?", body)
+    assert echoes_template("Why is the sky blue?\n\nHow you write: chatty but precise", body)  # a field label
+    assert clean_user_turn("The AI assistant: basil keeps in water.").reason == "speaks_as_assistant"
 
 
 def test_stripping_leaves_an_ordinary_turn_alone():
