@@ -83,10 +83,9 @@ def default_script(request):
 def play(prompts=PROMPTS, assistant_script=default_script, user_script=None, reward=None, **settings):
     stage = DialoguesStage(enabled=True, **settings)
     a = Engine(assistant_script, "assistant-model")
-    u = Engine(user_script, "user-model") if user_script else a
+    u = Engine(user_script or default_script, "user-model")
     engines = {"default": a, "user": u}
-    if user_script:
-        stage.user.model = "user"
+    stage.user.model = "user"
     reward = reward or Reward()
     out, retried = asyncio.run(role_play(engines.__getitem__, reward, prompts, load_personas(stage.personas), stage, 3))
     return out, retried, a, u, reward
