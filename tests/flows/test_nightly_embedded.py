@@ -1,13 +1,17 @@
 """One night end to end on the embedded default model: prompts -> scored responses -> judged pairs,
-through every gate; the log-probability judge is the reward; best-of-n rows land in `dialogues`;
-and TRL's DPOTrainer takes real steps on the exported `trl-dpo` file with the tiny model."""
+then role-played dialogues, through every gate; the log-probability judge is the reward; best-of-n
+rows land in `dialogues` beside the role-played ones, `sdg sql` unnests them turn by turn; and TRL's
+DPOTrainer takes real steps on the exported `trl-dpo` file with the tiny model."""
 
 import asyncio
 import json
 
 import pytest
 
+from typer.testing import CliRunner
+
 from engines.tiny import build_tiny_models
+from flows.cli import app
 from flows.config import parse_config
 from flows.nightly import nightly_flow
 from storage.catalog import Catalog
@@ -43,6 +47,11 @@ def night(tmp_path):
             "generators": [{"model": "default", "max_tokens": 64, "temperature": 0.9}],
             "min_margin": 0.05,
         },
+        "dialogues": {
+            "enabled": True, "rounds": 2, "prompts": {"limit": 3, "task_types": ["open_qa", "seed"]},
+            "assistant": {"max_tokens": 160, "system_prompt": "Answer in at most three short sentences."},
+            "user": {"max_tokens": 48},
+        },
         "quality": {"prompts": {"near_dedup": False, "min_acceptance_rate": 0.0},
                     "dialogues": {"near_dedup": False, "min_acceptance_rate": 0.0},
                     "preferences": {"min_acceptance_rate": 0.0}},
@@ -67,8 +76,25 @@ def test_a_night_on_the_embedded_model_trains_dpo(tmp_path, prefect_harness):
             assert pair["chosen_reward"] - pair["rejected_reward"] >= 0.05
     best = catalog.query("SELECT count(*) AS n FROM dialogues WHERE source = 'best_of_n'").to_pylist()[0]["n"]
     assert best >= 1
+    talk = summary["dialogues"]
     usage = {r["run_id"] for r in catalog.query("SELECT run_id FROM usage").to_pylist()}
-    assert usage == {summary["prompts"]["run_id"], pref["run_id"]}  # each stage charged its own requests
+    assert usage == {summary["prompts"]["run_id"], pref["run_id"], talk["run_id"]}  # each stage charged its own
+
+    # role play: every selected prompt is a published dialogue or a drop with its reason in the ledger
+    played = catalog.query("SELECT * FROM dialogues WHERE source = 'role_play'").to_pylist()
+    ledger = catalog.query("SELECT sum(count) AS n FROM drops WHERE stage = 'dialogues'").to_pylist()[0]["n"] or 0
+    assert talk["prompts"] == 3 and len(played) + ledger == 3 and len(played) == talk["dialogues"]
+    assert played, talk["drops"]  # the embedded model holds a two-round conversation often enough
+    for row in played:
+        assert [m["role"] for m in row["messages"]] == ["system"] + ["user", "assistant"] * 2
+        assert row["persona"] and len(row["turn_rewards"]) == 2 and row["reward"] == min(row["turn_rewards"])
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(json.dumps(config.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["sql", "-c", str(config_file), "--format", "json",
+                                      "SELECT id, turn.role AS role FROM (SELECT id, unnest(messages) AS turn "
+                                      "FROM dialogues WHERE source = 'role_play')"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 5 * len(played)
 
     out = tmp_path / "dpo.jsonl"
     assert export(catalog, "preferences", "trl-dpo", out) == len(pairs)
