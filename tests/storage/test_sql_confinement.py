@@ -174,6 +174,14 @@ def prompt_rows(count):
              "run_id": "run-1", "batch_id": "p-1", "stage": "prompts", "created_at": created} for i in range(count)]
 
 
+def dialogue_row():
+    scores = {"helpfulness": 3.0, "correctness": 3.0, "coherence": 3.0, "complexity": 1.0, "verbosity": 2.0}
+    return {"id": "dialogue-1", "prompt_id": "prompt-0", "persona": "terse-engineer", "source": "role_play",
+            "messages": [{"role": "user", "content": "0?"}, {"role": "assistant", "content": "Zero."}],
+            "turn_attributes": [scores], "turn_rewards": [2.5], "reward": 2.5, "run_id": "run-1", "batch_id": "d-1",
+            "stage": "dialogues", "created_at": dt.datetime(2025, 1, 2, tzinfo=dt.timezone.utc)}
+
+
 def test_every_documented_query_still_runs(tmp_path):
     config = LakeConfig(root=str(tmp_path / "lake"))
     config_file = tmp_path / "run.yaml"
@@ -184,6 +192,8 @@ def test_every_documented_query_still_runs(tmp_path):
     publish_preferences(lake)
     catalog.record_usage("run-1", "a", "fake", {"requests": 2, "prompt_tokens": 10, "completion_tokens": 5})
     catalog.record_judges("run-1", [{"judge": "ground_truth", "decided": 3, "passed": 3, "trusted": True}])
+    lake.publish(lake.stage_batch("dialogues", RUN_DATE, "d-1", [dialogue_row()]))
+    catalog.record_step_drops("run-1", "dialogues", "role-play-00000", {"low_turn_reward": 1})
     catalog.refresh_views()
 
     for query in documented_queries():
