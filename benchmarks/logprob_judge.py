@@ -4,6 +4,8 @@ On the embedded default model, same model object and dtype for all sides, all on
 thread. Prints replies scored per second of:
 - the engine scoring all replies in one call (batched) and one reply per call (single):
   ratio=<batched/single> (target >= 4);
+- the raw passes batched against the raw passes one reply at a time: the most batching can
+  give on this device, the ceiling of the first ratio;
 - the engine against the floor for the same inputs: the same forward passes (prefix with
   cache, five rubric questions, unconditional) called raw on pre-encoded, pre-sorted chunks
   with no prompt building, signals or results: ratio=<engine/raw> (target >= 0.9).
@@ -62,6 +64,10 @@ def main() -> None:
         for start in range(0, len(encoded), args.replies):
             read_chunk(model, pad, encoder.digits, encoded[start : start + args.replies])
 
+    def raw_single():  # the floor of one reply per call: the same passes, no engine around them
+        for item in encoded[: args.single]:
+            read_chunk(model, pad, encoder.digits, [item])
+
     def batched():
         results = score_sync(engine, convs)
         assert all(r.ok for r in results), [r.error for r in results if not r.ok][:1]
@@ -71,16 +77,19 @@ def main() -> None:
             assert score_sync(engine, [c])[0].ok
 
     score_sync(engine, convs[:2])  # warm-up: first-call costs out of the timings
-    best = {"raw": float("inf"), "batched": float("inf"), "single": float("inf")}
+    best = {"raw": float("inf"), "raw_single": float("inf"), "batched": float("inf"), "single": float("inf")}
     for _ in range(args.rounds):
         best["raw"] = min(best["raw"], torch_thread.run(timed, raw, lane=reader.lane))
+        best["raw_single"] = min(best["raw_single"], torch_thread.run(timed, raw_single, lane=reader.lane))
         best["batched"] = min(best["batched"], timed(batched))
         best["single"] = min(best["single"], timed(single))
-    rate = {"raw": args.replies / best["raw"], "batched": args.replies / best["batched"],
-            "single": args.single / best["single"]}
+    rate = {"raw": args.replies / best["raw"], "raw_single": args.single / best["raw_single"],
+            "batched": args.replies / best["batched"], "single": args.single / best["single"]}
     print(f"model: {engine.model_name}, dtype {model.dtype}, device {model.device}, {args.replies} replies")
-    for name in ("raw", "batched", "single"):
-        print(f"{name:8s} {rate[name]:7.2f} replies/s")
+    for name in ("raw", "raw_single", "batched", "single"):
+        print(f"{name:10s} {rate[name]:7.2f} replies/s")
+    # what batching can give at all on this device: raw forward passes, batched against one per call
+    print(f"raw_batched/raw_single={rate['raw'] / rate['raw_single']:.3f}  (the ceiling of batched/single here)")
     print(f"ratio={rate['batched'] / rate['single']:.3f}  (batched/single replies per second; target >= 4)")
     print(f"ratio={rate['batched'] / rate['raw']:.3f}  (engine/raw throughput; target >= 0.9)", flush=True)
 

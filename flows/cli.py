@@ -1,59 +1,28 @@
-"""The `sdg` command line: run the pipeline, build test models, query and export the lake."""
+"""The `sdg` command line: run the pipeline, build test models, query and export the lake.
+
+Each group of commands lives in its own module (`cli_run`, `cli_lake`, `cli_quality`,
+`cli_judge`) and registers itself here; they share only `cli_common`, so nothing imports in a circle.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from flows.config import ConfigError, load_config
+from flows import cli_judge, cli_lake, cli_quality, cli_run
+from flows.cli_common import ConfigOption, load_run_config
 
 app = typer.Typer(help="Synthetic alignment data on Prefect: prompts, dialogues, preference pairs.", no_args_is_help=True)
 models_app = typer.Typer(help="Models: the embedded default and tiny test models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-console = Console(stderr=True)
-
-ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="run config (YAML); default: all defaults")]
-
-
-def _config(path: Path | None):
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        console.print(f"[red]config error[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command("check")
 def check_config(config: ConfigOption = None) -> None:
     """Validate a run config and print it resolved."""
-    cfg = _config(config)
-    typer.echo(cfg.model_dump_json(indent=2))
-
-
-@app.command("run")
-def run(
-    config: ConfigOption = None,
-    run_date: Annotated[Optional[str], typer.Option(help="YYYY-MM-DD; default: today (UTC)")] = None,
-) -> None:
-    """Run the nightly pipeline the config describes (a rerun of the same date overwrites, never duplicates)."""
-    import asyncio
-
-    from flows.nightly import nightly_flow
-
-    summary = asyncio.run(nightly_flow(config=_config(config), run_date=run_date))
-    typer.echo(json.dumps(summary, indent=2, default=str))
-
-
-@app.command("quickstart")
-def quickstart(config: ConfigOption = None) -> None:
-    """A handful of questions and answers from the default model, written as Parquet."""
-    from flows.quickstart import quickstart_flow
-
-    typer.echo(quickstart_flow(_config(config)))
+    typer.echo(load_run_config(config).model_dump_json(indent=2))
 
 
 @models_app.command("tiny")
@@ -75,7 +44,5 @@ def models_default() -> None:
     typer.echo(str(embedded_model_dir()))
 
 
-# Commands of the lake and the gates live in their own modules; importing them registers them.
-import flows.cli_lake  # noqa: E402,F401
-import flows.cli_quality  # noqa: E402,F401
-import flows.cli_judge  # noqa: E402,F401
+for commands in (cli_run, cli_lake, cli_quality, cli_judge):
+    commands.register(app)

@@ -12,11 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flows.cli import ConfigOption, _config, app, console
+from flows.cli_common import ConfigOption, console, load_run_config
 
 judge_app = typer.Typer(help="Judges: measure a reward model or an LLM judge on calibration pairs.",
                         no_args_is_help=True)
-app.add_typer(judge_app, name="judge")
 
 
 def _table(report) -> Table:
@@ -52,7 +51,7 @@ def judge_eval(
     """Accuracy of a judge on calibration pairs: right when chosen scores strictly above rejected."""
     from tasks.calibration.evaluate import PairsError, load_pairs, shipped_pairs_path
 
-    cfg = _config(config)
+    cfg = load_run_config(config)
     if judge not in cfg.models:
         known = ", ".join(sorted(cfg.models)) or "(none)"
         console.print(f"[red]unknown judge[/red] {judge!r} is not in the config's models; known: {known}",
@@ -68,3 +67,7 @@ def judge_eval(
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         Console(file=sys.stdout, width=120).print(_table(report))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(judge_app, name="judge")

@@ -13,20 +13,19 @@ import pyarrow as pa
 import typer
 from rich.table import Table
 
-from flows.cli import ConfigOption, _config, app, console
+from flows.cli_common import ConfigOption, console, load_run_config
 from storage.catalog import Catalog, CatalogError
 from storage.exports import FORMATS, ExportError, export
 from storage.lake import LakeError
 from storage.schemas import SchemaError
 
 catalog_app = typer.Typer(help="The DuckDB catalog over the published lake.", no_args_is_help=True)
-app.add_typer(catalog_app, name="catalog")
 OUTPUT_FORMATS = ("table", "csv", "json")
 LAKE_ERRORS = (CatalogError, LakeError, SchemaError, ExportError)
 
 
 def _catalog(config: Path | None) -> Catalog:
-    cfg = _config(config)
+    cfg = load_run_config(config)
     try:
         return Catalog(cfg.lake)
     except LAKE_ERRORS as exc:
@@ -76,7 +75,6 @@ def _show(table: pa.Table, fmt: str) -> None:
         Console(file=sys.stdout, width=200).print(view)
 
 
-@app.command("sql")
 def sql(
     query: Annotated[str, typer.Argument(help="SQL over the dataset views and the runs/batches/... tables")],
     output: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
@@ -92,7 +90,6 @@ def sql(
         _fail(exc)
 
 
-@app.command("datasets")
 def datasets(config: ConfigOption = None) -> None:
     """Published datasets with their row counts per run date."""
     catalog = _catalog(config)
@@ -114,7 +111,6 @@ def catalog_refresh(config: ConfigOption = None) -> None:
     typer.echo(f"catalog refreshed: {catalog.path}")
 
 
-@app.command("export")
 def export_dataset(
     dataset: Annotated[str, typer.Argument(help="dialogues | preferences")],
     fmt: Annotated[str, typer.Option("--format", "-f", help=" | ".join(FORMATS))],
@@ -130,3 +126,10 @@ def export_dataset(
     except LAKE_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote {count} {fmt} records to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sql")(sql)
+    app.command("datasets")(datasets)
+    app.command("export")(export_dataset)
+    app.add_typer(catalog_app, name="catalog")

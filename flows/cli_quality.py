@@ -9,19 +9,17 @@ from typing import Annotated, Optional
 import pyarrow.parquet as pq
 import typer
 
-from flows.cli import ConfigOption, _config, app, console
+from flows.cli_common import ConfigOption, console, load_run_config
 
 quarantine_app = typer.Typer(help="Batches that failed their gate: list, inspect, release.", no_args_is_help=True)
 quality_app = typer.Typer(help="Quality gates: Great Expectations Data Docs.", no_args_is_help=True)
-app.add_typer(quarantine_app, name="quarantine")
-app.add_typer(quality_app, name="quality")
 
 
 def _lake_and_catalog(config: Path | None):
     from storage.catalog import Catalog
     from storage.lake import Lake
 
-    cfg = _config(config)
+    cfg = load_run_config(config)
     lake = Lake(cfg.lake)
     return cfg, lake, Catalog(cfg.lake, lake)
 
@@ -125,3 +123,8 @@ def quality_docs(
         typer.echo("no gated batches yet")
         raise typer.Exit(1)
     typer.echo(build_docs(reports, str(out)))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(quarantine_app, name="quarantine")
+    app.add_typer(quality_app, name="quality")

@@ -29,20 +29,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class QuickstartStage(Strict):
-    """The first job: a handful of prompts and answers written as Parquet."""
-
-    topics: list[str] = Field(default_factory=lambda: ["cooking", "astronomy", "personal finance"])
-    questions_per_topic: int = Field(2, ge=1, le=1000)
-    generator: str = DEFAULT_MODEL
-
-
 class RunConfig(Strict):
     name: str = Field("sdg", pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     lake: LakeConfig = LakeConfig()
-    quickstart: QuickstartStage = QuickstartStage()
     prompts: PromptsStage = PromptsStage()
     preferences: PreferencesStage = PreferencesStage()
     dialogues: DialoguesStage = DialoguesStage()
@@ -68,8 +59,7 @@ class RunConfig(Strict):
 
     def model_references(self) -> list[tuple[str, str, str]]:
         """(field, registry name, the kind of model it needs) for every model the config names."""
-        refs = [("quickstart.generator", self.quickstart.generator, "chat"),
-                ("prompts.generator", self.prompts.generator, "chat")]
+        refs = [("prompts.generator", self.prompts.generator, "chat")]
         refs += [(f"models.{n}.judge", s.judge, "chat") for n, s in self.models.items() if s.judge]
         if self.preferences.enabled:
             stage = self.preferences

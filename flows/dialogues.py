@@ -49,6 +49,7 @@ async def run_batch(stage_run: StageRun, prompts: list[Row], personas: list[Pers
     async with playing:  # the landing does not hold a slot: the next batch plays while this one is gated
         out, retried = await play_batch(quote(stage_run.run), quote(prompts), quote(personas), shard)
     await stage_run.land("dialogues", out.rows, shard)
+    stage_run.batch_done()
     get_run_logger().info("dialogues %s: %d kept, %d dropped %s", shard, len(out.rows), len(out.drops),
                           dict(Counter(d.reason for d in out.drops).most_common(3)))
     return out, retried
@@ -66,8 +67,10 @@ async def dialogues_flow(config: RunConfig, run_date: str | None = None) -> dict
             raise NoPrompts(f"dialogues.prompts selects no published prompt ({stage.prompts.model_dump()}): "
                             "run the prompts stage first, or widen run_dates, task_types or sources")
         playing = asyncio.Semaphore(stage.batches_in_flight)
+        planned = list(chunks(prompts, stage.batch_size))
+        stage_run.plan(len(planned))
         batches = await asyncio.gather(*(run_batch(stage_run, list(b), personas, f"{i:05d}", playing)
-                                         for i, b in enumerate(chunks(prompts, stage.batch_size))))
+                                         for i, b in enumerate(planned)))
         summary = await _report(stage_run, prompts, batches)
     print(f"dialogues: {summary['prompts']} prompts, {summary['dialogues']} dialogues published, "
           f"drops {summary['drops']}")

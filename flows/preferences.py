@@ -71,6 +71,7 @@ async def run_batch(stage_run: StageRun, prompts: list[Row], shard: str, trust: 
         groups = group_by_prompt(scored.rows).values()
         best = [row for group in groups if (row := best_of_n(group, stage.best_of_n.min_reward))]
         await stage_run.land("dialogues", best, f"best_of_n-{shard}")
+    stage_run.batch_done()
     return judged
 
 
@@ -89,8 +90,10 @@ async def preferences_flow(config: RunConfig, run_date: str | None = None) -> di
         trust = await judge_trust(run.catalog, stage, config.models, run.reward_engine(stage.reward), llm,
                                   config.seed)
         requesting = asyncio.Semaphore(stage.batches_in_flight)
+        planned = list(chunks(prompts, stage.batch_size))
+        stage_run.plan(len(planned))
         batches = await asyncio.gather(*(run_batch(stage_run, list(b), f"{i:05d}", trust, requesting)
-                                         for i, b in enumerate(chunks(prompts, stage.batch_size))))
+                                         for i, b in enumerate(planned)))
         summary = await _report(stage_run, prompts, batches, trust)
     print(f"preferences: {summary['prompts']} prompts, {summary['pairs']} pairs {summary['pairs_per_judge']}, "
           f"{summary['best_of_n']} best-of-n rows")

@@ -28,6 +28,7 @@ from prefect.utilities.annotations import quote
 from engines.registry import engine_scope, usage_snapshot, usage_since
 from flows.config import RunConfig
 from flows.landing import GateWorker, land_and_gate
+from flows.progress import PROGRESS
 from flows.run_context import RunContext, start_run
 from tasks.llm_step import Drop, Row, StepResult
 
@@ -36,6 +37,7 @@ def record_drops(run: RunContext, step: str, drops: StepResult | Sequence[Drop])
     """Dropped rows are data: counted per reason in the catalog's ledger, kept with their raw text in the lake."""
     result = drops if isinstance(drops, StepResult) else StepResult(drops=list(drops))
     run.catalog.record_step_drops(run.run_id, run.flow, step, result.drop_counts())
+    PROGRESS.dropped(run.flow, sum(d.count for d in result.drops))
     path = f"{run.lake.root}/runs/{run.run_id}/drops/{step}.jsonl"
     if not result.drops:
         if run.lake.fs.exists(path):  # a rerun that dropped nothing: the earlier drops are not this run's
@@ -65,6 +67,7 @@ class Lander:
             outcomes = await land_and_gate(quote(self.run), dataset, quote(rows), self.run.flow, shard,
                                            self.batch_size, quote(self._worker))
         self.outcomes += outcomes
+        PROGRESS.landed(self.run.flow, outcomes)
         return outcomes
 
     def close(self) -> None:
@@ -82,6 +85,13 @@ class StageRun:
     async def land(self, dataset: str, rows: list[Row], shard: str) -> list[dict]:
         return await self.lander.land(dataset, rows, shard)
 
+    def plan(self, batches: int) -> None:
+        """How many batches of work the stage will do: progress shows done of planned, and time left."""
+        PROGRESS.plan(self.run.flow, batches)
+
+    def batch_done(self) -> None:
+        PROGRESS.batch_done(self.run.flow)
+
 
 @asynccontextmanager
 async def open_stage(config: RunConfig, stage: str, run_date: str | None, datasets: Sequence[str],
@@ -89,6 +99,8 @@ async def open_stage(config: RunConfig, stage: str, run_date: str | None, datase
     run = start_run(config, stage, run_date)
     lander = Lander(run, datasets, batch_size)  # its gate worker starts now, while the stage warms up
     before = usage_snapshot()
+    PROGRESS.start(stage)
+    state = "failed"
     try:
         async with engine_scope():
             try:
@@ -98,8 +110,11 @@ async def open_stage(config: RunConfig, stage: str, run_date: str | None, datase
                     run.catalog.record_usage(run.run_id, model, backend, used)
         run.catalog.refresh_views()
         run.catalog.finish_run(run.run_id, "completed")
+        state = "completed"
     except BaseException:
         run.catalog.finish_run(run.run_id, "failed")
         raise
     finally:
+        PROGRESS.freeze_tokens(stage)
+        PROGRESS.finish(stage, state)
         lander.close()

@@ -17,7 +17,7 @@ def test_no_config_means_embedded_default_model():
     cfg = load_config(None)
     assert cfg.models[DEFAULT_MODEL].backend == "transformers"
     assert cfg.models[DEFAULT_MODEL].model is None  # the embedded SmolLM2
-    assert cfg.quickstart.generator == DEFAULT_MODEL
+    assert cfg.prompts.generator == DEFAULT_MODEL
 
 
 def test_good_file_loads_every_section(tmp_path):
@@ -38,7 +38,8 @@ def test_good_file_loads_every_section(tmp_path):
                 backend: llm-judge
                 judge: big
             lake: {root: s3://bucket/sdg, storage_options: {endpoint_url: "http://127.0.0.1:5000"}}
-            quickstart: {generator: big, questions_per_topic: 3}
+            prompts: {generator: big, max_tokens: 256}
+            dialogues: {enabled: true, assistant: {model: big}, reward: rm}
             """,
         )
     )
@@ -47,6 +48,7 @@ def test_good_file_loads_every_section(tmp_path):
     assert cfg.models["big"].sampling.top_p == 0.95  # untouched defaults survive
     assert cfg.models["rm"].judge == "big"
     assert cfg.lake.root == "s3://bucket/sdg"
+    assert cfg.prompts.generator == "big" and cfg.dialogues.user.model == "big"  # the user side defaults to the assistant's
     assert DEFAULT_MODEL in cfg.models
 
 
@@ -67,7 +69,8 @@ def test_fingerprint_is_stable_and_sensitive():
         ({"models": {"m": {"concurrency": 0}}}, ["models.m.concurrency", "greater than or equal to 1", "got 0"]),
         ({"models": {"m": {"sampling": {"temperature": "hot"}}}}, ["models.m.sampling.temperature", "'hot'"]),
         ({"models": {"m": {"kind": "reward", "reward_weights": {"kindness": 1}}}}, ["kindness", "helpfulness"]),
-        ({"quickstart": {"generator": "ghost"}}, ["quickstart.generator", "'ghost'", "chat models: default"]),
+        ({"prompts": {"generator": "ghost"}}, ["prompts.generator", "'ghost'", "chat models: default"]),
+        ({"quickstart": {"generator": "default"}}, ["quickstart", "unknown field"]),
         ({"preferences": {"enabled": True, "generators": [{"model": "ghost"}]}},
          ["preferences.generators.0.model", "'ghost'", "chat models: default"]),
         ({"preferences": {"enabled": True, "reward": "default"}},

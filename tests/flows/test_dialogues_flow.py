@@ -5,6 +5,7 @@ the SteerLM export labels each assistant turn with its stored scores."""
 
 import asyncio
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -102,3 +103,18 @@ def test_dialogues_land_through_the_gate_and_read_turn_by_turn(tmp_path, server,
     asyncio.run(dialogues_flow(cfg, RUN_DATE))  # a rerun of the night: the same dialogues, none twice
     again = catalog.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM dialogues").to_pylist()[0]
     assert again == {"n": 3, "ids": 3}
+
+
+def test_sdg_run_shows_what_the_night_made_and_what_to_try(tmp_path, server, prefect_harness):
+    cfg = config(tmp_path, server.base_url)
+    publish_prompts(cfg, PROMPTS, RUN_DATE)
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["run", str(config_file), "--run-date", RUN_DATE])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Published rows:" in out and re.search(r"dialogues\s+3\b", out), out
+    assert re.search(r"1\s+dialogues: low_turn_reward", out), out
+    assert "fake (openai):" in out and "requests" in out
+    assert f"sdg sql -c {config_file}" in out and "Try:" in out
+    assert re.search(r"│\s*2/2\s*│", out), out  # the live table: batches done of planned

@@ -13,13 +13,19 @@ from typer.testing import CliRunner
 from engines.tiny import build_tiny_models
 from flows.cli import app
 from flows.config import parse_config
-from flows.nightly import nightly_flow
 from storage.catalog import Catalog
 from storage.exports import export
 from tests.trainers import run_dpo_steps
 
 pytestmark = pytest.mark.slow
 RUN_DATE = "2026-11-21"
+
+
+async def artifact_keys() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {a.key for a in await client.read_artifacts() if a.key}
 
 
 def night(tmp_path):
@@ -60,7 +66,15 @@ def night(tmp_path):
 
 def test_a_night_on_the_embedded_model_trains_dpo(tmp_path, prefect_harness):
     config = night(tmp_path)
-    summary = asyncio.run(nightly_flow(config=config, run_date=RUN_DATE))
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(json.dumps(config.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["run", str(config_file), "--run-date", RUN_DATE, "--json"])  # the main command
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    report = summary["report"]
+    published = {r["dataset"]: r["rows"] for r in report["rows"]}
+    assert all(published[d] > 0 for d in ("topics", "prompts", "responses", "preferences", "dialogues")), published
+    assert {u["model"] for u in report["usage"]} and report["lake"].endswith("/lake/")
     pref = summary["preferences"]
     assert pref["trust"]["reward_model"]["trusted"], pref["trust"]  # the embedded judge beats its calibration floor
     catalog = Catalog(config.lake)
@@ -88,13 +102,14 @@ def test_a_night_on_the_embedded_model_trains_dpo(tmp_path, prefect_harness):
     for row in played:
         assert [m["role"] for m in row["messages"]] == ["system"] + ["user", "assistant"] * 2
         assert row["persona"] and len(row["turn_rewards"]) == 2 and row["reward"] == min(row["turn_rewards"])
-    config_file = tmp_path / "run.yaml"
-    config_file.write_text(json.dumps(config.model_dump(mode="json")))
     result = CliRunner().invoke(app, ["sql", "-c", str(config_file), "--format", "json",
                                       "SELECT id, turn.role AS role FROM (SELECT id, unnest(messages) AS turn "
                                       "FROM dialogues WHERE source = 'role_play')"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 5 * len(played)
+
+    artifacts = asyncio.run(artifact_keys())
+    assert {"prompts-summary", "preferences-judges", "dialogues-report"} <= artifacts, artifacts
 
     out = tmp_path / "dpo.jsonl"
     assert export(catalog, "preferences", "trl-dpo", out) == len(pairs)
