@@ -8,8 +8,16 @@ process and topped up as batches publish (quality.signature_index); past its mem
 DuckDB hash join streamed over the files. Never a million MinHash objects in memory.
 
 Against published rows, an LSH band match is the verdict (as datasketch's MinHashLSH.query
-returns candidates unverified): full signatures are not kept, only band keys. Within a batch the
-full signatures of candidate pairs are recomputed and the Jaccard estimate is checked.
+returns candidates unverified): full signatures are not kept, only band keys. The band keys follow
+datasketch's curve 1 - (1 - J**r)**b per Jaccard bucket within a few points (quality.minhash,
+benchmarks/near_dup_curve.py). Within a batch the full signatures of candidate pairs are
+recomputed and the Jaccard estimate is checked.
+
+Each signature file names its MinHash scheme in its Parquet metadata (SIGNATURE_VERSION_KEY).
+Files without it were written by the version 1 scheme (rotation densification): while a dataset
+has any, the batch is also probed with version 1 band keys, so its older rows keep their
+near-duplicate protection (with version 1's over-eager verdict against those rows). Exact hashes
+did not change.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -27,13 +36,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quality.config import GateConfig
-from quality.minhash import fingerprint_bands, fingerprints, mix64, normalize_text  # noqa: F401 (re-exported)
-from quality.signature_index import index_for
+from quality.minhash import SIGNATURE_VERSION, fingerprint_bands, fingerprints, mix64, normalize_text  # noqa: F401
+from quality.signature_index import SIGNATURE_VERSION_KEY, index_for, legacy_files
 from storage.lake import Lake, check_batch_id
 from storage.schemas import check_dataset_name
 
 EXACT_BAND = -1
-SIGNATURE_SCHEMA = pa.schema([("id", pa.string()), ("band", pa.int16()), ("key", pa.int64())])
+SIGNATURE_SCHEMA = pa.schema([("id", pa.string()), ("band", pa.int16()), ("key", pa.int64())],
+                             metadata={SIGNATURE_VERSION_KEY: str(SIGNATURE_VERSION).encode()})
 
 # Values are bound; the file list is a bound list parameter.
 PROBE_PUBLISHED = """
@@ -57,6 +67,8 @@ class Fingerprints:
     exact: np.ndarray  # (n,) int64 hash of the normalized text
     bands: np.ndarray  # (n, b) int64 LSH band keys
     empty: np.ndarray  # (n,) bool: no words, so no near-duplicate test
+    # version 1 band keys, computed only when a dataset still has signature files of that scheme
+    legacy_bands: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
 
 
 def fingerprint(texts: pa.Array, config: GateConfig, scopes: pa.Array | None = None) -> Fingerprints:
@@ -67,11 +79,21 @@ def fingerprint(texts: pa.Array, config: GateConfig, scopes: pa.Array | None = N
     """
     bands, rows = lsh_bands(config.near_dup_threshold, config.num_perm)
     exact, keys, empty = fingerprint_bands(texts, config.num_perm, config.shingle_words, bands, rows)
-    if scopes is not None and len(texts):
-        salt = scope_salts(scopes)
+    salt = scope_salts(scopes) if scopes is not None and len(texts) else None
+    if salt is not None:
         exact = mix64((exact.view(np.uint64) ^ salt)).view(np.int64)
-        keys = mix64((keys.view(np.uint64) ^ salt[:, None])).view(np.int64)
-    return Fingerprints(exact, keys, empty)
+        keys = _salted(keys, salt)
+
+    @functools.cache
+    def legacy_bands() -> np.ndarray:
+        _, old, _ = fingerprint_bands(texts, config.num_perm, config.shingle_words, bands, rows, legacy=True)
+        return old if salt is None else _salted(old, salt)
+
+    return Fingerprints(exact, keys, empty, legacy_bands)
+
+
+def _salted(keys: np.ndarray, salt: np.ndarray) -> np.ndarray:
+    return mix64((keys.view(np.uint64) ^ salt[:, None])).view(np.int64)
 
 
 def scope_salts(scopes: pa.Array) -> np.ndarray:
@@ -138,6 +160,7 @@ def signatures_dir(lake: Lake, dataset: str) -> str:
 def write_signatures(lake: Lake, dataset: str, batch: str, table: pa.Table) -> str:
     """Keep a published batch's fingerprints beside the lake (overwrites a re-landing's)."""
     path = f"{signatures_dir(lake, dataset)}/{check_batch_id(batch)}.parquet"
+    table = table.replace_schema_metadata(SIGNATURE_SCHEMA.metadata)  # fingerprint() writes current keys
     if lake.is_local:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         temp = f"{os.path.dirname(path)}/.{batch}.{os.getpid()}.tmp"
@@ -163,14 +186,16 @@ def published_signature_files(lake: Lake, dataset: str) -> list[str]:
     return [lake.url(p) for p in sorted(lake.fs.glob(f"{signatures_dir(lake, dataset)}/*.parquet"))]
 
 
-def _probe_keys(prints: Fingerprints, rows: np.ndarray, config: GateConfig) -> pa.Table:
-    """(row, band, key) of the batch rows to look up: exact hashes and/or LSH band keys."""
+def _probe_keys(prints: Fingerprints, rows: np.ndarray, config: GateConfig, legacy: bool = False) -> pa.Table:
+    """(row, band, key) of the batch rows to look up: exact hashes and/or LSH band keys (with
+    `legacy`, version 1 band keys too: they only ever match files of that scheme)."""
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     if config.exact_dedup:
         parts.append((rows, np.full(len(rows), EXACT_BAND), prints.exact[rows]))
     if config.near_dedup:
         near, bands = rows[~prints.empty[rows]], prints.bands.shape[1]
-        parts.append((np.repeat(near, bands), np.tile(np.arange(bands), len(near)), prints.bands[near].reshape(-1)))
+        for keys in [prints.bands] + ([prints.legacy_bands()] if legacy and prints.legacy_bands else []):
+            parts.append((np.repeat(near, bands), np.tile(np.arange(bands), len(near)), keys[near].reshape(-1)))
     row, band, key = (np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, np.int64) for i in range(3))
     return pa.table({"row": pa.array(row, pa.int64()), "band": pa.array(band, pa.int16()), "key": pa.array(key, pa.int64())})
 
@@ -179,17 +204,20 @@ def duplicates_of_published(lake: Lake, dataset: str, batch: str, prints: Finger
                             config: GateConfig) -> dict[int, tuple[str, str]]:
     """{row: (reason, published id)} for rows whose exact hash or any LSH band key was published before."""
     files = published_signature_files(lake, dataset)
-    own = f"{signatures_dir(lake, dataset)}/{check_batch_id(batch)}.parquet" if batch else None
+    own = lake.url(f"{signatures_dir(lake, dataset)}/{check_batch_id(batch)}.parquet") if batch else None
     if not files or not len(rows):
         return {}
-    probe = _probe_keys(prints, rows, config)
     index = index_for(lake, dataset)
     if index.refresh(files):
-        found, where, at = index.lookup(probe["key"].to_numpy(), probe["band"].to_numpy(), lake.url(own) if own else None)
+        probe = _probe_keys(prints, rows, config, legacy=bool(index.legacy - {own}))
+        found, where, at = index.lookup(probe["key"].to_numpy(), probe["band"].to_numpy(), own)
         hits = pd.DataFrame({"row": probe["row"].to_numpy()[found], "band": probe["band"].to_numpy()[found],
                              "id": index.ids(where[found], at[found])})
     else:  # too large to cache: stream the files through DuckDB
-        hits = _probe_with_duckdb(lake, [f for f in files if not (own and f == lake.url(own))], probe)
+        files = [f for f in files if f != own]
+        # footers only: a few ms per file, next to a join that reads every key of every file
+        probe = _probe_keys(prints, rows, config, legacy=bool(config.near_dedup and legacy_files(lake, files)))
+        hits = _probe_with_duckdb(lake, files, probe)
     hits = hits.sort_values(["row", "band"]).drop_duplicates("row")  # band -1 (exact) first
     return {int(row): ("exact_duplicate_of_published" if band == EXACT_BAND else "near_duplicate_of_published", pid)
             for row, band, pid in zip(hits["row"], hits["band"], hits["id"])}

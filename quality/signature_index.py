@@ -4,7 +4,9 @@ The lake is the truth (quality.dedup writes one signature file per published bat
 cache over it: sorted int64 keys with where each came from (file, row), loaded once per process
 and topped up with the files published since. 1,000,000 published rows at 10 keys each take
 ~170 MB. Past `MAX_INDEX_KEYS` the gate stops caching and streams a DuckDB join instead, so a
-history larger than memory still works (slower).
+history larger than memory still works (slower). It also notes which files predate the current
+MinHash scheme (no SIGNATURE_VERSION_KEY in their metadata): quality.dedup probes those with
+version 1 band keys too.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.parquet as pq
 
+from quality.minhash import SIGNATURE_VERSION
 from storage.lake import Lake
 
+SIGNATURE_VERSION_KEY = b"sdg.minhash_version"  # in a signature file's Parquet metadata
 MAX_INDEX_KEYS = 60_000_000  # ~1 GB of index; beyond it, DuckDB streams the files instead
 MAX_PARTS = 8  # sorted runs before they are merged into one
 # A packed entry (int64, sign bit unused): band + 1 | file number | row in that file.
@@ -59,6 +63,7 @@ class SignatureIndex:
         self.stamps: dict[str, tuple] = {}  # path -> (size, mtime): a rewritten file means a reload
         self.parts: list[_Part] = []
         self.size = 0
+        self.legacy: set[str] = set()  # files of the version 1 MinHash scheme
 
     def _stamp(self, path: str) -> tuple:
         info = self.lake.fs.info(path)
@@ -84,6 +89,8 @@ class SignatureIndex:
                 return False
             number = len(self.paths)
             self.paths.append(path)
+            if is_legacy(table.schema.metadata, path):
+                self.legacy.add(path)
             self.stamps[path] = stamps[path]
             keys.append(table.column("key").to_numpy())
             rows = np.arange(table.num_rows, dtype=np.int64)
@@ -129,6 +136,26 @@ class SignatureIndex:
             for i, value in zip(where, column.take(rows[where]).to_pylist()):
                 out[i] = value
         return out
+
+
+def is_legacy(metadata: dict[bytes, bytes] | None, path: str = "") -> bool:
+    """True for a version 1 file (no version noted), False for the current scheme; a file of a
+    newer scheme is refused: its keys would silently never match."""
+    version = int((metadata or {}).get(SIGNATURE_VERSION_KEY, b"1"))
+    if version not in (1, SIGNATURE_VERSION):
+        raise ValueError(f"signature file {path} uses MinHash scheme version {version}; this sdg knows 1 and "
+                         f"{SIGNATURE_VERSION}: upgrade it before gating this dataset")
+    return version == 1
+
+
+def legacy_files(lake: Lake, paths: list[str]) -> list[str]:
+    """The files among `paths` written by the version 1 scheme (reads only their footers)."""
+    out = []
+    for path in paths:
+        with lake.fs.open(path, "rb") as handle:
+            if is_legacy(pq.read_schema(handle).metadata, path):
+                out.append(path)
+    return out
 
 
 _INDEXES: dict[tuple[str, str], SignatureIndex] = {}

@@ -18,13 +18,18 @@ ODD_TEXTS = ["Hello, World! how are you today", "hello   world how are you today
              "emoji 🙂 are symbols", "x" * 300]
 
 
-@pytest.mark.parametrize("num_perm", [16, 64])
-def test_bulk_fingerprints_match_the_plain_python_reference(num_perm):
-    exact, signature = fingerprints(pa.array(ODD_TEXTS), num_perm, 3)
-    for row, text in enumerate(ODD_TEXTS):
-        reference_exact, reference_signature = reference_fingerprint(text, num_perm, 3)
+@pytest.mark.parametrize("legacy", [False, True], ids=["current", "version-1"])
+@pytest.mark.parametrize("num_perm", [16, 64, 1024])
+def test_bulk_fingerprints_match_the_plain_python_reference(num_perm, legacy):
+    texts = ODD_TEXTS if num_perm < 1024 else ODD_TEXTS[:6]  # 1024 bins: one shingle fills them all, too
+    exact, signature = fingerprints(pa.array(texts), num_perm, 3, legacy)
+    for row, text in enumerate(texts):
+        reference_exact, reference_signature = reference_fingerprint(text, num_perm, 3, legacy)
         assert int(exact[row].astype(np.uint64)) == reference_exact, text
         assert signature[row].tolist() == reference_signature, text
+    # densified: a text with words has no empty bin left, one without has only empty bins
+    wordless = [not words for words in normalize_text(pa.array(texts)).to_pylist()]
+    assert (signature == 0xFFFFFFFF).any(axis=1).tolist() == wordless == (signature == 0xFFFFFFFF).all(axis=1).tolist()
 
 
 def test_normalization_ignores_case_punctuation_and_spacing():
