@@ -13,12 +13,13 @@ import asyncio
 from collections import Counter
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from flows.batches import chunks
 from flows.config import RunConfig
+from flows.reports import artifact_key, batches_table
 from flows.run_context import RunContext
 from flows.stage import StageRun, open_stage, record_drops
 from tasks.dialogues.personas import Persona, load_personas
@@ -93,7 +94,9 @@ async def _report(stage_run: StageRun, prompts: list[Row], batches: list[tuple[S
              f"- user turns per dialogue: {dict(sorted(turns.items()))}",
              f"- extra attempts: {dict(retried)}", "", "| drop reason | dialogues |", "| --- | --- |"]
     lines += [f"| {reason} | {count} |" for reason, count in drops.most_common()]
-    await acreate_markdown_artifact("\n".join(lines), key="dialogues-report",
+    await acreate_table_artifact(batches_table(STAGE, stage_run.lander.outcomes),
+                                 key=artifact_key(run.config.name, "dialogues-batches"))
+    await acreate_markdown_artifact("\n".join(lines), key=artifact_key(run.config.name, "dialogues-report"),
                                     description=f"Dialogues of {run.run_id}")
     return {"run_id": run.run_id, "prompts": len(prompts), "dialogues": published, "played": sum(turns.values()),
             "user_turns": dict(turns), "drops": dict(drops), "retried": dict(retried),

@@ -17,7 +17,6 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.batches import chunks, land_batch, start_gate_worker
 from flows.run_context import RunContext
-from quality.artifacts import apublish_artifacts
 from quality.config import GateConfig
 from quality.gate import GateReport
 
@@ -49,6 +48,6 @@ async def land_and_gate(run: RunContext, dataset: str, rows: Sequence[dict], sta
     outcomes = []
     for index, chunk in enumerate(chunks(rows, batch_size)):
         report = await worker.land(run, dataset, chunk, stage, f"{shard}-{index}")
-        await apublish_artifacts(report.to_dict())
+        # no artifact per batch: the stage's table and the night's carry every verdict, under stable keys
         outcomes.append(report.summary())
     return outcomes

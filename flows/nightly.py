@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from engines.registry import engine_scope
 from flows.config import RunConfig, load_config
 from flows.dialogues import dialogues_flow
 from flows.preferences import preferences_flow
 from flows.prompts import prompts_flow
+from flows.reports import artifact_key, night_batches, night_markdown
+from storage.catalog import Catalog
 
 
 @flow(name="nightly", log_prints=True)
@@ -28,4 +31,8 @@ async def nightly_flow(config: RunConfig | None = None, config_file: str | None 
             summary["preferences"] = await preferences_flow(config, run_date)
         if config.dialogues.enabled:
             summary["dialogues"] = await dialogues_flow(config, run_date)
+    await acreate_markdown_artifact(night_markdown(config, run_date, summary, Catalog(config.lake)),
+                                    key=artifact_key(config.name, "night"), description=f"The night of {run_date}")
+    await acreate_table_artifact(night_batches(summary), key=artifact_key(config.name, "night-batches"),
+                                 description=f"Every gate batch of {run_date}")
     return summary

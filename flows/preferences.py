@@ -19,6 +19,7 @@ from prefect.utilities.annotations import quote
 
 from flows.batches import chunks
 from flows.config import RunConfig
+from flows.reports import artifact_key, batches_table
 from flows.run_context import RunContext
 from flows.stage import StageRun, open_stage, record_drops
 from tasks.llm_step import Row, StepResult
@@ -112,9 +113,11 @@ async def _report(stage_run: StageRun, prompts: list[Row], batches: list[Judged]
         published[o["dataset"]] += o["rows_out"]
     counts = {"prompts": len(prompts), "responses": published["responses"], "pairs": published["preferences"],
               "best-of-n": published["dialogues"]}
-    await acreate_markdown_artifact(report_markdown(run.run_id, rows, counts), key="preferences-judges",
+    name = run.config.name
+    await acreate_markdown_artifact(report_markdown(run.run_id, rows, counts), key=artifact_key(name, "preferences-judges"),
                                     description=f"Judge report of {run.run_id}")
-    await acreate_table_artifact(rows, key="preferences-judges-table")
+    await acreate_table_artifact(rows, key=artifact_key(name, "preferences-judges-table"))
+    await acreate_table_artifact(batches_table(STAGE, outcomes), key=artifact_key(name, "preferences-batches"))
     return {"run_id": run.run_id, "prompts": len(prompts), "responses": published["responses"],
             "pairs": published["preferences"], "pairs_per_judge": dict(kept), "best_of_n": published["dialogues"],
             "judges": rows, "trust": {j: t.to_dict() for j, t in trust.items()}, "batches": outcomes}

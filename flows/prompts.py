@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from flows.config import RunConfig
+from flows.reports import artifact_key, batches_table
 from flows.run_context import RunContext
 from flows.stage import Lander, open_stage, record_drops
 from tasks.llm_step import Row, StepResult
@@ -146,11 +147,13 @@ async def prompts_flow(config: RunConfig, run_date: str | None = None) -> dict:
 
 
 async def _report(run: RunContext, mix: list[dict], outcomes: list[dict]) -> None:
-    await acreate_table_artifact(mix, key="prompts-mix", description=f"Prompt mix of {run.run_id}")
+    name = run.config.name
+    await acreate_table_artifact(mix, key=artifact_key(name, "prompts-mix"), description=f"Prompt mix of {run.run_id}")
     per_type = Counter()
     for row in mix:
         per_type[row["task_type"]] += row["rows"]
     lines = [f"# Prompts of {run.run_id}", "", "| task type | rows |", "| --- | --- |"]
     lines += [f"| {t} | {n} |" for t, n in sorted(per_type.items())]
     lines += ["", f"Batches: {len(outcomes)}, published: {sum(o.get('state') == 'published' for o in outcomes)}"]
-    await acreate_markdown_artifact("\n".join(lines), key="prompts-summary")
+    await acreate_markdown_artifact("\n".join(lines), key=artifact_key(name, "prompts-summary"))
+    await acreate_table_artifact(batches_table("prompts", outcomes), key=artifact_key(name, "prompts-batches"))

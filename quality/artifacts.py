@@ -19,6 +19,12 @@ def _key(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower())[:100].strip("-")
 
 
+def _reward_text(stats: dict[str, Any]) -> str:
+    if not stats.get("scored"):
+        return "no scored rows"
+    return f"{stats['scored']} scored, mean {stats['mean']:.2f}, min {stats['min']:.2f}, max {stats['max']:.2f}"
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     failed = [c["expectation"] for c in report["checks"] if not c["success"]]
     lines = [
@@ -27,7 +33,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- rows in: {report['rows_in']}, rows published: {report['rows_out']}",
         f"- drops: {', '.join(f'{k}={v}' for k, v in report['drops'].items()) or 'none'}",
         f"- failed checks: {', '.join(failed) or 'none'}",
-        f"- reward (kept rows): {report['reward'].get('kept', {})}",
+        f"- reward (kept rows): {_reward_text(report['reward'].get('kept') or {})}",
         f"- report: {report.get('report_url', '')}",
     ]
     if report.get("forced_reason"):
@@ -43,7 +49,7 @@ def report_markdown(report: dict[str, Any]) -> str:
 def _artifact_args(report: dict[str, Any]) -> tuple[dict, dict]:
     rows = [{"expectation": c["expectation"], "success": c["success"], "observed": str(c.get("observed")),
              "threshold": str(c.get("threshold"))} for c in report["checks"]]
-    key = _key(f"gate-{report['dataset']}-{report['batch_id']}")
+    key = _key(f"gate-{report['dataset']}")  # one key per dataset: the Artifacts page keeps each batch's version
     table = {"table": rows, "key": key, "description": f"gate checks of {report['batch_id']}"}
     markdown = {"markdown": report_markdown(report), "key": f"{key}-summary",
                 "description": f"gate summary of {report['batch_id']}"}

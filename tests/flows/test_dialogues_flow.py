@@ -118,3 +118,18 @@ def test_sdg_run_shows_what_the_night_made_and_what_to_try(tmp_path, server, pre
     assert "fake (openai):" in out and "requests" in out
     assert f"sdg sql -c {config_file}" in out and "Try:" in out
     assert re.search(r"│\s*2/2\s*│", out), out  # the live table: batches done of planned
+
+    # the night's own artifacts, under keys that stay the same every night
+    artifacts = {a.key: a for a in asyncio.run(read_artifacts()) if a.key}
+    night = artifacts["talk-night"].data
+    assert "| dialogues | 3 | 2 of 2 published | 100% |" in night and "## Models" in night and "sdg sql" in night
+    table = json.loads(artifacts["talk-night-batches"].data)
+    assert {(r["stage"], r["dataset"], r["state"]) for r in table} == {("dialogues", "dialogues", "published")}
+    assert "talk-dialogues-batches" in artifacts and not any(k.startswith("gate-") for k in artifacts)
+
+
+async def read_artifacts():
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return await client.read_artifacts()

@@ -109,7 +109,9 @@ def test_a_night_on_the_embedded_model_trains_dpo(tmp_path, prefect_harness):
     assert len(json.loads(result.stdout)) == 5 * len(played)
 
     artifacts = asyncio.run(artifact_keys())
-    assert {"prompts-summary", "preferences-judges", "dialogues-report"} <= artifacts, artifacts
+    assert {"embedded-prompts-summary", "embedded-preferences-judges", "embedded-dialogues-report", "embedded-night",
+            "embedded-night-batches", "embedded-dialogues-batches"} <= artifacts, artifacts
+    assert not any(key.startswith("gate-") for key in artifacts)  # no artifact per gate batch
 
     out = tmp_path / "dpo.jsonl"
     assert export(catalog, "preferences", "trl-dpo", out) == len(pairs)
