@@ -47,10 +47,12 @@ async def play_batch(run: RunContext, prompts: list[Row], personas: list[Persona
 
 async def run_batch(stage_run: StageRun, prompts: list[Row], personas: list[Persona], shard: str,
                     playing: asyncio.Semaphore) -> tuple[StepResult, dict[str, int]]:
+    if (done := stage_run.finished(shard)) is not None:  # an earlier attempt of this run landed it
+        return done
     async with playing:  # the landing does not hold a slot: the next batch plays while this one is gated
         out, retried = await play_batch(quote(stage_run.run), quote(prompts), quote(personas), shard)
-    await stage_run.land("dialogues", out.rows, shard)
-    stage_run.batch_done()
+    outcomes = await stage_run.land("dialogues", out.rows, shard)
+    stage_run.mark_finished(shard, (out, retried), outcomes)
     get_run_logger().info("dialogues %s: %d kept, %d dropped %s", shard, len(out.rows), len(out.drops),
                           dict(Counter(d.reason for d in out.drops).most_common(3)))
     return out, retried
@@ -99,5 +101,6 @@ async def _report(stage_run: StageRun, prompts: list[Row], batches: list[tuple[S
     await acreate_markdown_artifact("\n".join(lines), key=artifact_key(run.config.name, "dialogues-report"),
                                     description=f"Dialogues of {run.run_id}")
     return {"run_id": run.run_id, "prompts": len(prompts), "dialogues": published, "played": sum(turns.values()),
+            "resumed_batches": stage_run.resumed,
             "user_turns": dict(turns), "drops": dict(drops), "retried": dict(retried),
             "batches": stage_run.lander.outcomes}

@@ -61,18 +61,20 @@ async def run_batch(stage_run: StageRun, prompts: list[Row], shard: str, trust: 
     """One batch of prompts: its model requests hold a slot of `requesting`; its landings do not, so
     the next batch generates while this one's gates run (the gates take one batch at a time)."""
     run, stage = stage_run.run, stage_run.run.config.preferences
+    if (done := stage_run.finished(shard)) is not None:  # an earlier attempt of this run landed it
+        return done
     trusted = [j for j in stage.judges if trust[j].trusted]
     async with requesting:
         scored = await make_responses(quote(run), quote(prompts), shard)
         landing = asyncio.create_task(stage_run.land("responses", scored.rows, shard))  # lands while judges work
         judged = await make_pairs(quote(run), quote(scored.rows), trusted, shard)
-    await landing
-    await stage_run.land("preferences", [preference_row(p) for p in judged.pairs], shard)
+    outcomes = await landing
+    outcomes += await stage_run.land("preferences", [preference_row(p) for p in judged.pairs], shard)
     if stage.best_of_n.enabled and trust["reward_model"].trusted:
         groups = group_by_prompt(scored.rows).values()
         best = [row for group in groups if (row := best_of_n(group, stage.best_of_n.min_reward))]
-        await stage_run.land("dialogues", best, f"best_of_n-{shard}")
-    stage_run.batch_done()
+        outcomes += await stage_run.land("dialogues", best, f"best_of_n-{shard}")
+    stage_run.mark_finished(shard, judged, outcomes)
     return judged
 
 
@@ -120,4 +122,5 @@ async def _report(stage_run: StageRun, prompts: list[Row], batches: list[Judged]
     await acreate_table_artifact(batches_table(STAGE, outcomes), key=artifact_key(name, "preferences-batches"))
     return {"run_id": run.run_id, "prompts": len(prompts), "responses": published["responses"],
             "pairs": published["preferences"], "pairs_per_judge": dict(kept), "best_of_n": published["dialogues"],
+            "resumed_batches": stage_run.resumed,
             "judges": rows, "trust": {j: t.to_dict() for j, t in trust.items()}, "batches": outcomes}

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from prefect.utilities.annotations import quote
 
@@ -74,10 +76,55 @@ class Lander:
         self._worker.close()
 
 
+class Markers:
+    """Completion markers (as datatrove keeps them): a batch of a stage's work that has landed and
+    been gated leaves `runs/<run id>/done/<shard>.pkl` in the lake, holding what the stage's report
+    needs of it. A rerun of the same run (same id, same config) skips those batches and redoes the
+    rest; batch ids are deterministic, so a batch cut off mid-way is overwritten, never doubled.
+    A marker of another config (another fingerprint) is ignored: that run's work is not this one's."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.run = run
+        self.folder = f"{run.lake.root}/runs/{run.run_id}/done"
+
+    def read(self, shard: str) -> tuple[Any, list[dict]] | None:
+        path = f"{self.folder}/{shard}.pkl"
+        if not self.run.lake.fs.exists(path):
+            return None
+        marker = pickle.loads(self.run.lake.fs.cat_file(path))
+        if marker["fingerprint"] != self.run.fingerprint:
+            return None
+        return marker["result"], marker["outcomes"]
+
+    def write(self, shard: str, result: Any, outcomes: list[dict]) -> None:
+        self.run.lake.fs.makedirs(self.folder, exist_ok=True)
+        marker = {"fingerprint": self.run.fingerprint, "shard": shard, "result": result, "outcomes": outcomes}
+        self.run.lake.fs.pipe(f"{self.folder}/{shard}.pkl", pickle.dumps(marker))
+
+
 @dataclass
 class StageRun:
     run: RunContext
     lander: Lander
+    markers: Markers
+    resumed: int = 0  # batches found finished by an earlier attempt of this run
+
+    def finished(self, shard: str) -> Any | None:
+        """The result of a batch an earlier attempt of this run finished (its landings count again), or None."""
+        found = self.markers.read(shard)
+        if found is None:
+            return None
+        result, outcomes = found
+        self.lander.outcomes += outcomes
+        PROGRESS.landed(self.run.flow, outcomes)
+        self.batch_done()
+        self.resumed += 1
+        return result
+
+    def mark_finished(self, shard: str, result: Any, outcomes: list[dict]) -> None:
+        """After a batch's landings: a rerun of this run will not generate it again."""
+        self.markers.write(shard, result, outcomes)
+        self.batch_done()
 
     def record_drops(self, step: str, result: StepResult | Sequence[Drop]) -> None:
         record_drops(self.run, step, result)
@@ -104,7 +151,7 @@ async def open_stage(config: RunConfig, stage: str, run_date: str | None, datase
     try:
         async with engine_scope():
             try:
-                yield StageRun(run, lander)
+                yield StageRun(run, lander, Markers(run))
             finally:  # what the stage's requests cost, charged to this run even when it failed
                 for (model, backend), used in usage_since(before).items():
                     run.catalog.record_usage(run.run_id, model, backend, used)
