@@ -26,6 +26,7 @@ from tasks.dialogues.personas import Persona, load_personas
 from tasks.dialogues.roleplay import role_play
 from tasks.llm_step import Row, StepResult
 from tasks.preferences.select import select_prompts
+from tasks.target import TargetTracker
 
 STAGE = "dialogues"
 DATASETS = ("dialogues",)
@@ -46,12 +47,15 @@ async def play_batch(run: RunContext, prompts: list[Row], personas: list[Persona
 
 
 async def run_batch(stage_run: StageRun, prompts: list[Row], personas: list[Persona], shard: str,
-                    playing: asyncio.Semaphore) -> tuple[StepResult, dict[str, int]]:
-    if (done := stage_run.finished(shard)) is not None:  # an earlier attempt of this run landed it
+                    playing: asyncio.Semaphore, target: TargetTracker) -> tuple[StepResult, dict[str, int]] | None:
+    """One batch of dialogues, or None when the target or a budget ended the stage before it started."""
+    if (done := stage_run.finished(shard, target)) is not None:  # an earlier attempt of this run landed it
         return done
     async with playing:  # the landing does not hold a slot: the next batch plays while this one is gated
+        if not await target.start_batch():
+            return None
         out, retried = await play_batch(quote(stage_run.run), quote(prompts), quote(personas), shard)
-    outcomes = await stage_run.land("dialogues", out.rows, shard)
+    outcomes = await stage_run.land("dialogues", out.rows, shard, target)
     stage_run.mark_finished(shard, (out, retried), outcomes)
     get_run_logger().info("dialogues %s: %d kept, %d dropped %s", shard, len(out.rows), len(out.drops),
                           dict(Counter(d.reason for d in out.drops).most_common(3)))
@@ -72,9 +76,15 @@ async def dialogues_flow(config: RunConfig, run_date: str | None = None) -> dict
         playing = asyncio.Semaphore(stage.batches_in_flight)
         planned = list(chunks(prompts, stage.batch_size))
         stage_run.plan(len(planned))
-        batches = await asyncio.gather(*(run_batch(stage_run, list(b), personas, f"{i:05d}", playing)
-                                         for i, b in enumerate(planned)))
+        target = stage_run.target(stage.target, "dialogues")
+        played = await asyncio.gather(*(run_batch(stage_run, list(b), personas, f"{i:05d}", playing, target)
+                                        for i, b in enumerate(planned)))
+        batches = [b for b in played if b is not None]
         summary = await _report(stage_run, prompts, batches)
+        summary["ended_by"] = target.end()
+        if stage.target.rows and summary["dialogues"] < stage.target.rows:
+            get_run_logger().warning("dialogues: %d published of the %d targeted; ended by %s",
+                                     summary["dialogues"], stage.target.rows, summary["ended_by"])
     print(f"dialogues: {summary['prompts']} prompts, {summary['dialogues']} dialogues published, "
           f"drops {summary['drops']}")
     return summary

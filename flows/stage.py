@@ -33,6 +33,7 @@ from flows.landing import GateWorker, land_and_gate
 from flows.progress import PROGRESS
 from flows.run_context import RunContext, start_run
 from tasks.llm_step import Drop, Row, StepResult
+from tasks.target import Target, TargetTracker
 
 
 def record_drops(run: RunContext, step: str, drops: StepResult | Sequence[Drop]) -> None:
@@ -61,13 +62,27 @@ class Lander:
         self._one_at_a_time = asyncio.Lock()
         self._worker = GateWorker({d: run.config.quality.for_dataset(d) for d in datasets})
 
-    async def land(self, dataset: str, rows: list[Row], shard: str) -> list[dict]:
-        """Land rows in batches of the stage's batch size; returns the gate verdict of each batch."""
+    async def land(self, dataset: str, rows: list[Row], shard: str, target: TargetTracker | None = None) -> list[dict]:
+        """Land rows in batches of the stage's batch size; returns the gate verdict of each batch.
+
+        With a target, at most the rows still missing are landed (after every earlier landing's
+        gate): the rest are `past_target` drops."""
         if not rows:
             return []
+        counted = target is not None and target.dataset == dataset
+        if counted:
+            target.generated(dataset, len(rows))
         async with self._one_at_a_time:
+            room = target.room() if counted else None
+            surplus = rows[room:] if room is not None else []
+            if surplus:
+                record_drops(self.run, f"past-target-{dataset}-{shard}",
+                             [Drop("past_target", None, {"id": r.get("id")}) for r in surplus])
+                rows = rows[:room]
             outcomes = await land_and_gate(quote(self.run), dataset, quote(rows), self.run.flow, shard,
-                                           self.batch_size, quote(self._worker))
+                                           self.batch_size, quote(self._worker)) if rows else []
+            if counted:
+                target.landed(outcomes, generated=len(rows) + len(surplus))
         self.outcomes += outcomes
         PROGRESS.landed(self.run.flow, outcomes)
         return outcomes
@@ -109,13 +124,16 @@ class StageRun:
     markers: Markers
     resumed: int = 0  # batches found finished by an earlier attempt of this run
 
-    def finished(self, shard: str) -> Any | None:
-        """The result of a batch an earlier attempt of this run finished (its landings count again), or None."""
+    def finished(self, shard: str, target: TargetTracker | None = None) -> Any | None:
+        """The result of a batch an earlier attempt of this run finished (its landings count again,
+        toward the target too), or None."""
         found = self.markers.read(shard)
         if found is None:
             return None
         result, outcomes = found
         self.lander.outcomes += outcomes
+        if target:
+            target.landed(outcomes)
         PROGRESS.landed(self.run.flow, outcomes)
         self.batch_done()
         self.resumed += 1
@@ -129,8 +147,16 @@ class StageRun:
     def record_drops(self, step: str, result: StepResult | Sequence[Drop]) -> None:
         record_drops(self.run, step, result)
 
-    async def land(self, dataset: str, rows: list[Row], shard: str) -> list[dict]:
-        return await self.lander.land(dataset, rows, shard)
+    async def land(self, dataset: str, rows: list[Row], shard: str, target: TargetTracker | None = None
+                   ) -> list[dict]:
+        return await self.lander.land(dataset, rows, shard, target)
+
+    def target(self, target: Target, dataset: str) -> TargetTracker:
+        """A tracker of the stage's target (published rows of `dataset`) and budgets; its tokens are
+        those the models spent since the stage began."""
+        before = sum(u.completion_tokens for u in usage_snapshot().values())
+        return TargetTracker(target, dataset,
+                             lambda: sum(u.completion_tokens for u in usage_snapshot().values()) - before)
 
     def plan(self, batches: int) -> None:
         """How many batches of work the stage will do: progress shows done of planned, and time left."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.preferences.config import DEFAULT_REWARD, PromptSelection
+from tasks.target import Target
 
 
 class Strict(BaseModel):
@@ -50,6 +51,7 @@ class DialoguesStage(Strict):
     instruction_retries: int = Field(
         0, ge=0, le=10, description="instruction-following turns that break a rule: sampled again this many times")
     retry_temperature: float = Field(0.7, gt=0, le=2, description="sampling of those retries")
+    target: Target = Field(default_factory=Target, description="exactly this many published dialogues, within budgets")
     batch_size: int = Field(64, ge=1, le=10_000, description="dialogues per batch (each round is one request per dialogue)")
     batches_in_flight: int = Field(8, ge=1, le=256, description="batches role-played side by side")
 

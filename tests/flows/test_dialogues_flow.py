@@ -133,3 +133,35 @@ async def read_artifacts():
 
     async with get_client() as client:
         return await client.read_artifacts()
+
+
+def test_a_target_of_n_dialogues_ends_with_exactly_n_though_the_gate_drops_some(tmp_path, server, prefect_harness):
+    cfg = config(tmp_path, server.base_url)
+    cfg.dialogues.min_turn_reward = None  # the gate, not the stage, drops the dull ones now
+    cfg.quality.dialogues.min_reward = 3.0
+    cfg.dialogues.target.rows = 5
+    cfg.dialogues.batches_in_flight = 1
+    texts = ["Tell me about gravel.", "Why do tides happen?", "Tell me about gravel dust."]
+    texts += [f"How does thing number {i} work?" for i in range(13)]
+    prompts = [{"id": f"t{i:02d}", "task_type": "open_qa", "messages": [{"role": "user", "content": text}]}
+               for i, text in enumerate(texts)]
+    catalog = publish_prompts(cfg, prompts, RUN_DATE)
+    summary = asyncio.run(dialogues_flow(cfg, RUN_DATE))
+    assert summary["ended_by"] == "target"
+    assert catalog.query("SELECT count(*) AS n FROM dialogues").to_pylist()[0]["n"] == 5
+    gate_dropped = sum(o["rows_in"] - o["rows_out"] for o in summary["batches"])
+    assert gate_dropped >= 1  # the gate dropped a dull dialogue, and another batch made up for it
+    ledger = {r["reason"]: r["n"] for r in catalog.query(
+        "SELECT reason, sum(count) AS n FROM drops WHERE stage = 'dialogues' GROUP BY ALL").to_pylist()}
+    assert ledger.get("low_reward", 0) == gate_dropped
+    users = sum(1 for body in server.bodies if "Write the next message" in body["messages"][-1]["content"])
+    assert users <= 2 * 10  # at most one batch past the one that reached the target: 10 of 16 dialogues played
+    assert ledger.get("past_target", 0) == summary["played"] - 5 - gate_dropped  # played past it: recorded, not landed
+
+
+def test_a_batch_budget_ends_the_stage_and_says_so(tmp_path, server, prefect_harness):
+    cfg = config(tmp_path, server.base_url)
+    cfg.dialogues.target.max_batches = 1
+    publish_prompts(cfg, PROMPTS, RUN_DATE)
+    summary = asyncio.run(dialogues_flow(cfg, RUN_DATE))
+    assert summary["ended_by"] == "max_batches" and summary["played"] + sum(summary["drops"].values()) == 2
