@@ -54,7 +54,7 @@ async def run_batch(stage_run: StageRun, prompts: list[Row], personas: list[Pers
     async with playing:  # the landing does not hold a slot: the next batch plays while this one is gated
         if not await target.start_batch():
             return None
-        out, retried = await play_batch(quote(stage_run.run), quote(prompts), quote(personas), shard)
+        out, retried = await stage_run.call(play_batch, quote(stage_run.run), quote(prompts), quote(personas), shard)
     outcomes = await stage_run.land("dialogues", out.rows, shard, target)
     stage_run.mark_finished(shard, (out, retried), outcomes)
     get_run_logger().info("dialogues %s: %d kept, %d dropped %s", shard, len(out.rows), len(out.drops),

@@ -65,9 +65,9 @@ async def run_batch(stage_run: StageRun, prompts: list[Row], shard: str, trust: 
         return done
     trusted = [j for j in stage.judges if trust[j].trusted]
     async with requesting:
-        scored = await make_responses(quote(run), quote(prompts), shard)
+        scored = await stage_run.call(make_responses, quote(run), quote(prompts), shard)
         landing = asyncio.create_task(stage_run.land("responses", scored.rows, shard))  # lands while judges work
-        judged = await make_pairs(quote(run), quote(scored.rows), trusted, shard)
+        judged = await stage_run.call(make_pairs, quote(run), quote(scored.rows), trusted, shard)
     outcomes = await landing
     outcomes += await stage_run.land("preferences", [preference_row(p) for p in judged.pairs], shard)
     if stage.best_of_n.enabled and trust["reward_model"].trusted:

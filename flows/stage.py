@@ -151,6 +151,11 @@ class StageRun:
                    ) -> list[dict]:
         return await self.lander.land(dataset, rows, shard, target)
 
+    async def call(self, batch_task: Any, *args: Any) -> Any:
+        """Run one batch task of the stage and return its result. Today: awaited on the flow's own
+        loop (the default task runner). The one place a stage hands batch work to a task runner."""
+        return await batch_task(*args)
+
     def target(self, target: Target, dataset: str) -> TargetTracker:
         """A tracker of the stage's target (published rows of `dataset`) and budgets; its tokens are
         those the models spent since the stage began."""
