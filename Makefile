@@ -30,7 +30,7 @@ install: $(BIN)/sdg
 vllm-env: .venv-vllm/bin/python
 
 run: install
-	$(BIN)/sdg run --config $(CONFIG)
+	$(BIN)/sdg run $(CONFIG)
 
 test: install vllm-env
 	$(BIN)/python -m pytest -q -ra
