@@ -63,13 +63,14 @@ async def run_batch(stage_run: StageRun, prompts: list[Row], personas: list[Pers
 
 
 @flow(name="dialogues", log_prints=True)
-async def dialogues_flow(config: RunConfig, run_date: str | None = None) -> dict:
+async def dialogues_flow(config: RunConfig, run_date: str | None = None, prompt_batches: list[str] | None = None
+                     ) -> dict:
     """Make the role-played `dialogues` of one night from published prompts."""
     stage = config.dialogues
     personas = load_personas(stage.personas)  # a bad persona file fails here, before any model is called
     async with open_stage(config, STAGE, run_date, DATASETS, stage.batch_size) as stage_run:
         run = stage_run.run
-        prompts = select_prompts(run.catalog, stage.prompts)
+        prompts = select_prompts(run.catalog, stage.prompts, prompt_batches)
         if not prompts:
             raise NoPrompts(f"dialogues.prompts selects no published prompt ({stage.prompts.model_dump()}): "
                             "run the prompts stage first, or widen run_dates, task_types or sources")

@@ -79,13 +79,14 @@ async def run_batch(stage_run: StageRun, prompts: list[Row], shard: str, trust: 
 
 
 @flow(name="preferences", log_prints=True)
-async def preferences_flow(config: RunConfig, run_date: str | None = None) -> dict:
+async def preferences_flow(config: RunConfig, run_date: str | None = None, prompt_batches: list[str] | None = None
+                     ) -> dict:
     """Make the `responses`, `preferences` and best-of-n `dialogues` of one night from published prompts."""
     stage = config.preferences
     landing_size = stage.batch_size * stage.responses_per_prompt  # one gate batch per batch of prompts
     async with open_stage(config, STAGE, run_date, DATASETS, landing_size) as stage_run:
         run = stage_run.run
-        prompts = select_prompts(run.catalog, stage.prompts)
+        prompts = select_prompts(run.catalog, stage.prompts, prompt_batches)
         if not prompts:
             raise NoPrompts(f"preferences.prompts selects no published prompt ({stage.prompts.model_dump()}): "
                             "run the prompts stage first, or widen run_dates, task_types or sources")

@@ -19,13 +19,20 @@ ORDER BY id
 """
 ON_DATES = "list_contains($run_dates, CAST(run_date AS VARCHAR))"
 ON_LATEST_DATE = "run_date = (SELECT max(run_date) FROM prompts)"
+ON_BATCHES = "list_contains($batch_ids, batch_id)"
 
 
-def select_prompts(catalog: Any, selection: PromptSelection) -> list[Row]:
-    """The selected prompts in id order (the same prompts, in the same batches, on every rerun)."""
-    sql = SELECT_PROMPTS.format(dates=ON_DATES if selection.run_dates else ON_LATEST_DATE)
+def select_prompts(catalog: Any, selection: PromptSelection, batch_ids: list[str] | None = None) -> list[Row]:
+    """The selected prompts in id order (the same prompts, in the same batches, on every rerun).
+
+    `batch_ids`: the published prompt batches a night's prompts stage handed on (the nightly flow
+    passes them), which take the place of the run-date choice; the other filters still apply."""
+    where = ON_BATCHES if batch_ids is not None else ON_DATES if selection.run_dates else ON_LATEST_DATE
+    sql = SELECT_PROMPTS.format(dates=where)
     params: dict[str, Any] = {"task_types": list(selection.task_types), "sources": list(selection.sources)}
-    if selection.run_dates:
+    if batch_ids is not None:
+        params["batch_ids"] = list(batch_ids)
+    elif selection.run_dates:
         params["run_dates"] = list(selection.run_dates)
     rows = catalog.query(sql, params).to_pylist()
     # several run dates may hold the same prompt (a rerun on another day): answer it once

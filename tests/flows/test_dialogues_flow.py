@@ -165,3 +165,13 @@ def test_a_batch_budget_ends_the_stage_and_says_so(tmp_path, server, prefect_har
     publish_prompts(cfg, PROMPTS, RUN_DATE)
     summary = asyncio.run(dialogues_flow(cfg, RUN_DATE))
     assert summary["ended_by"] == "max_batches" and summary["played"] + sum(summary["drops"].values()) == 2
+
+
+def test_a_night_answers_the_prompt_batches_it_is_handed_not_the_newest(tmp_path, server, prefect_harness):
+    cfg = config(tmp_path, server.base_url)
+    publish_prompts(cfg, PROMPTS[:2], "2026-11-01", batch="prompts-early")
+    catalog = publish_prompts(cfg, PROMPTS[2:], RUN_DATE, batch="prompts-late")  # the newest night
+    summary = asyncio.run(dialogues_flow(cfg, "2026-11-01", prompt_batches=["prompts-early"]))  # a backfilled night
+    assert summary["prompts"] == 2
+    grown = {r["prompt_id"] for r in catalog.query("SELECT prompt_id FROM dialogues").to_pylist()}
+    assert grown == {"tides", "basil"}
