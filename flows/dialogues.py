@@ -76,7 +76,7 @@ async def dialogues_flow(config: RunConfig, run_date: str | None = None, prompt_
                             "run the prompts stage first, or widen run_dates, task_types or sources")
         playing = asyncio.Semaphore(stage.batches_in_flight)
         planned = list(chunks(prompts, stage.batch_size))
-        stage_run.plan(len(planned))
+        await stage_run.plan(len(planned))
         target = stage_run.target(stage.target, "dialogues")
         played = await asyncio.gather(*(run_batch(stage_run, list(b), personas, f"{i:05d}", playing, target)
                                         for i, b in enumerate(planned)))

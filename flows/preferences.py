@@ -95,7 +95,7 @@ async def preferences_flow(config: RunConfig, run_date: str | None = None, promp
                                   config.seed)
         requesting = asyncio.Semaphore(stage.batches_in_flight)
         planned = list(chunks(prompts, stage.batch_size))
-        stage_run.plan(len(planned))
+        await stage_run.plan(len(planned))
         batches = await asyncio.gather(*(run_batch(stage_run, list(b), f"{i:05d}", trust, requesting)
                                          for i, b in enumerate(planned)))
         summary = await _report(stage_run, prompts, batches, trust)

@@ -22,15 +22,17 @@ import json
 import pickle
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.utilities.annotations import quote
 
 from engines.registry import engine_scope, usage_snapshot, usage_since
 from flows.config import RunConfig
 from flows.landing import GateWorker, land_and_gate
 from flows.progress import PROGRESS
+from flows.reports import artifact_key
 from flows.run_context import RunContext, start_run
 from tasks.llm_step import Drop, Row, StepResult
 from tasks.target import Target, TargetTracker
@@ -123,6 +125,10 @@ class StageRun:
     lander: Lander
     markers: Markers
     resumed: int = 0  # batches found finished by an earlier attempt of this run
+    planned: int = 0
+    done: int = 0
+    progress_id: Any = None  # the stage's progress artifact, once it has planned its batches
+    _updates: set = field(default_factory=set)
 
     def finished(self, shard: str, target: TargetTracker | None = None) -> Any | None:
         """The result of a batch an earlier attempt of this run finished (its landings count again,
@@ -163,12 +169,26 @@ class StageRun:
         return TargetTracker(target, dataset,
                              lambda: sum(u.completion_tokens for u in usage_snapshot().values()) - before)
 
-    def plan(self, batches: int) -> None:
-        """How many batches of work the stage will do: progress shows done of planned, and time left."""
+    async def plan(self, batches: int) -> None:
+        """How many batches of work the stage will do: the display shows done of planned and the time
+        left, and a progress artifact on the stage's run moves as they finish."""
         PROGRESS.plan(self.run.flow, batches)
+        self.planned = batches
+        self.progress_id = await acreate_progress_artifact(
+            0.0, key=artifact_key(self.run.config.name, f"{self.run.flow}-progress"),
+            description=f"Batches of {self.run.run_id} done")
 
     def batch_done(self) -> None:
         PROGRESS.batch_done(self.run.flow)
+        self.done += 1
+        if self.progress_id is not None:  # not awaited: the batch goes on while the API is told
+            update = aupdate_progress_artifact(self.progress_id, 100.0 * self.done / self.planned)
+            self._updates.add(task := asyncio.get_running_loop().create_task(update))
+            task.add_done_callback(self._updates.discard)
+
+    async def settle(self) -> None:
+        """Wait for the progress updates still on their way."""
+        await asyncio.gather(*self._updates, return_exceptions=True)
 
 
 @asynccontextmanager
@@ -182,7 +202,9 @@ async def open_stage(config: RunConfig, stage: str, run_date: str | None, datase
     try:
         async with engine_scope():
             try:
-                yield StageRun(run, lander, Markers(run))
+                stage_run = StageRun(run, lander, Markers(run))
+                yield stage_run
+                await stage_run.settle()
             finally:  # what the stage's requests cost, charged to this run even when it failed
                 for (model, backend), used in usage_since(before).items():
                     run.catalog.record_usage(run.run_id, model, backend, used)

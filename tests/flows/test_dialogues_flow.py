@@ -126,6 +126,7 @@ def test_sdg_run_shows_what_the_night_made_and_what_to_try(tmp_path, server, pre
     table = json.loads(artifacts["talk-night-batches"].data)
     assert {(r["stage"], r["dataset"], r["state"]) for r in table} == {("dialogues", "dialogues", "published")}
     assert "talk-dialogues-batches" in artifacts and not any(k.startswith("gate-") for k in artifacts)
+    assert artifacts["talk-dialogues-progress"].data == 100.0  # the stage's progress, at its end
 
 
 async def read_artifacts():
