@@ -1,7 +1,9 @@
 """deployments/prefect.yaml and infra/ against a real Prefect server on loopback: the Kubernetes
 pool takes infra/k8s/base-job-template.json (and refuses a broken one), every deployment deploys
 with its schedule and its RunConfig form, and a process worker runs the nightly deployment to
-COMPLETED, with its artifacts in the API and its rows in the lake.
+COMPLETED, with its artifacts in the API and its rows in the lake, and headless Chromium shows
+that run and its night summary in the Prefect UI (both UIs: V1 at the URL the CLI prints, V2 the
+default at `/`) with the lake's row counts.
 
 One server for the module (it takes ~15 s to start on 2 cores); each test names its own pools.
 """
@@ -9,6 +11,7 @@ One server for the module (it takes ~15 s to start on 2 cores); each test names 
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -209,16 +212,22 @@ def prompts_per_date(config: dict) -> dict[str, dict[str, int]]:
     return found
 
 
-def test_nightly_deployment_runs_on_a_process_worker(tmp_path, deployed):
+@pytest.fixture(scope="module")
+def night(deployed, tmp_path_factory):
+    """The nightly deployment run once by a process worker: (env, flow run id, the run's config)."""
     env, _, _ = deployed
     env = {**env, "SDG_HOME": str(REPO)}  # the deployments' pull step cds there
     with FakeOpenAIServer(latency_s=0.01, answer=varied_lists(items=3, seed=5)) as llm:
-        small = small_config(tmp_path / "lake", llm.base_url)
+        small = small_config(tmp_path_factory.mktemp("night") / "lake", llm.base_url)
         out = prefect(env, "deployment", "run", "nightly/nightly", "--params",
                       json.dumps({"config": small, "run_date": "2026-11-21"}))
         run_id = flow_run_id(out)
         prefect(env, "worker", "start", "--pool", "gpu", "--run-once", timeout=600)
+    return env, run_id, small
 
+
+def test_nightly_deployment_runs_on_a_process_worker(night):
+    env, run_id, small = night
     run = api(env, "GET", f"/flow_runs/{run_id}")
     assert run["state"]["type"] == "COMPLETED", run["state"]
     children = api(env, "POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}})
@@ -237,6 +246,69 @@ def test_nightly_deployment_runs_on_a_process_worker(tmp_path, deployed):
     assert any(a["type"] == "markdown" for a in on_night)
 
     assert prompts_per_date(small) == {"2026-11-21": {"open_qa": 4, "coding": 4, "instruction_following": 2}}
+
+
+# --- the same night in the Prefect UI, as a person sees it ---------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 # the network is closed: without these Chromium stalls on refused background connections
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path("/tmp/sdg-ui")  # a stable copy of the screenshots, to look at after the run
+
+
+def test_the_prefect_ui_shows_the_night_and_its_row_counts(night, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="no playwright: pip install -e '.[dev]' (it pins playwright)")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium: apt-get install -y chromium (Debian's package; .ci/run installs it)")
+    env, run_id, small = night
+    base = env["PREFECT_API_URL"].removesuffix("/api")
+    run = api(env, "GET", f"/flow_runs/{run_id}")
+    [summary] = [a for a in api(env, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
+                 if a["key"] == "deployed-night"]
+    # The counts the page must show: published rows per dataset, read from the lake's own views.
+    counts = {r["dataset"]: r["rows"] for r in Catalog(parse_config(small).lake).dataset_counts().to_pylist()
+              if r["run_date"] == "2026-11-21"}
+    assert counts.get("prompts") == 10, counts
+
+    # V1 at the URL `prefect deployment run` prints; V2, where `/` sends a browser by default.
+    pages = [(f"{ui}-{what}", f"{base}{prefix}{path}") for ui, prefix in (("v1", ""), ("v2", "/v2"))
+             for what, path in (("flow-run", f"/runs/flow-run/{run_id}"),
+                                ("artifact", f"/artifacts/artifact/{summary['id']}"))]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(60_000)
+        # Loopback only: V2 calls an analytics host, which would only fail slowly here.
+        context.route(lambda url: not url.startswith(base + "/"), lambda route: route.abort())
+        page = context.new_page()
+        for name, url in pages:
+            page.goto(url)
+            try:
+                if name.endswith("flow-run"):
+                    page.get_by_text(run["name"], exact=True).first.wait_for()
+                    page.get_by_text("Completed", exact=True).first.wait_for()  # the state badge
+                    page.get_by_text("Finished in state Completed()").first.wait_for()  # its logs, loaded
+                    page.locator("canvas").first.wait_for()  # the run graph: drawn, not DOM, so give it a
+                    page.wait_for_timeout(2000)  # moment (for the screenshot only)
+                else:
+                    page.get_by_text("Night 2026-11-21 of").first.wait_for()
+                    page.locator("tr", has_text="published rows").first.wait_for()
+                    cells = ([td.inner_text().strip() for td in tr.locator("td").all()]
+                             for tr in page.locator("tr").all())
+                    rows = {row[0]: row[1:] for row in cells if row}  # the header row has no td
+                    for dataset, n in counts.items():
+                        assert rows.get(dataset, [None])[0] == str(n), (name, dataset, n, rows)
+                    assert rows["prompts"][1:] == ["3 of 3 published", "100%"], (name, rows)
+                page.wait_for_load_state("networkidle")
+            finally:  # kept whether the page passed or not: it shows what was there
+                shot = tmp_path / f"{name}.png"
+                page.screenshot(path=shot, full_page=True)
+                shutil.copy(shot, SCREENSHOTS / shot.name)
+                print(f"screenshot of {url}: {shot} (copy: {SCREENSHOTS / shot.name})")
+        browser.close()
 
 
 def test_backfill_deployment_runs_one_night_per_date_in_order(tmp_path, deployed):
