@@ -75,15 +75,19 @@ def test_a_killed_run_resumes_without_duplicates_or_regeneration(tmp_path, prefe
         markers = Path(cfg.lake.root) / "runs" / f"resume-dialogues-{RUN_DATE}" / "done"
         env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}
         before = len(server.bodies)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(config_file), RUN_DATE], env=env)
+        # its own process group: the kill takes the run and its gate worker down together, as a crashed pod would
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(config_file), RUN_DATE], env=env,
+                                 start_new_session=True)
         try:
             deadline = time.monotonic() + 240
             while len(list(markers.glob("*.pkl"))) < 2:
                 assert child.poll() is None, "the run ended before it could be killed"
                 assert time.monotonic() < deadline, "no two batches finished in time"
                 time.sleep(0.05)
-            child.send_signal(signal.SIGKILL)
+            os.killpg(child.pid, signal.SIGKILL)
         finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
             child.wait(30)
         assert child.returncode == -signal.SIGKILL
         finished = sorted(p.stem for p in markers.glob("*.pkl"))
