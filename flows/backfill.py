@@ -15,6 +15,7 @@ import datetime as dt
 from prefect import flow
 
 from engines.registry import engine_scope
+from flows.cluster import cluster_scope
 from flows.config import RunConfig, load_config
 from flows.nightly import nightly_flow
 
@@ -46,7 +47,7 @@ async def backfill_flow(start_date: dt.date, end_date: dt.date, config: RunConfi
     if config is None:
         config = load_config(config_file)
     summaries = {}
-    async with engine_scope():  # the models of the first night serve every night of the range
+    async with engine_scope(), cluster_scope(config.cluster):  # the first night's models serve every night
         for date in dates:
             night = nightly_flow.with_options(flow_run_name=f"nightly-{date}")
             summaries[date] = await night(config=config, run_date=date)

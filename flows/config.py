@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engines.config import ModelSpec
+from flows.cluster import ClusterConfig
 from quality.config import QualityConfig
 from storage.config import LakeConfig
 from tasks.dialogues.config import DialoguesStage
@@ -38,6 +39,7 @@ class RunConfig(Strict):
     preferences: PreferencesStage = PreferencesStage()
     dialogues: DialoguesStage = DialoguesStage()
     quality: QualityConfig = QualityConfig()
+    cluster: ClusterConfig | None = None
 
     @model_validator(mode="after")
     def _default_model_and_references(self) -> RunConfig:
@@ -75,7 +77,8 @@ class RunConfig(Strict):
 
     def fingerprint(self) -> str:
         """Stable hash of the resolved config: batch ids and the runs table use it."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # where batches run (the Dask cluster) does not change what they make: a night resumes on another runner
+        blob = json.dumps(self.model_dump(mode="json", exclude={"cluster"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -13,6 +13,7 @@ from prefect import flow
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from engines.registry import engine_scope
+from flows.cluster import cluster_scope
 from flows.config import RunConfig, load_config
 from flows.dialogues import dialogues_flow
 from flows.preferences import preferences_flow
@@ -35,7 +36,8 @@ async def nightly_flow(config: RunConfig | None = None, config_file: str | None 
     run_date = run_date or dt.datetime.now(dt.UTC).date().isoformat()
     summary = {"run_date": run_date, "config": config.name}
     prompt_batches = None  # without a prompts stage tonight, the later stages select by their config
-    async with engine_scope():  # one model load per night: the stages share the engines, closed at the end
+    # one model load per night: the stages share the engines (and the Dask cluster, if any), closed at the end
+    async with engine_scope(), cluster_scope(config.cluster):
         if config.prompts.enabled:
             summary["prompts"] = await prompts_flow(config, run_date)
             prompt_batches = published_batches(summary["prompts"], "prompts")

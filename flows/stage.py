@@ -29,6 +29,8 @@ from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifa
 from prefect.utilities.annotations import quote
 
 from engines.registry import engine_scope, usage_snapshot, usage_since
+from flows.cluster import Cluster, WorkerUsage, add_usage, cluster_scope
+from flows.on_worker import keep_for_flow
 from flows.config import RunConfig
 from flows.landing import GateWorker, land_and_gate
 from flows.progress import PROGRESS
@@ -41,6 +43,8 @@ from tasks.target import Target, TargetTracker
 def record_drops(run: RunContext, step: str, drops: StepResult | Sequence[Drop]) -> None:
     """Dropped rows are data: counted per reason in the catalog's ledger, kept with their raw text in the lake."""
     result = drops if isinstance(drops, StepResult) else StepResult(drops=list(drops))
+    if keep_for_flow(step, result):  # in a batch task on a Dask worker: the flow process records them
+        return
     run.catalog.record_step_drops(run.run_id, run.flow, step, result.drop_counts())
     PROGRESS.dropped(run.flow, sum(d.count for d in result.drops))
     path = f"{run.lake.root}/runs/{run.run_id}/drops/{step}.jsonl"
@@ -129,6 +133,8 @@ class StageRun:
     done: int = 0
     progress_id: Any = None  # the stage's progress artifact, once it has planned its batches
     _updates: set = field(default_factory=set)
+    cluster: Cluster | None = None  # the run config's Dask cluster (flows/cluster.py); None: the default runner
+    on_workers: WorkerUsage | None = None  # what the stage's batches cost there
 
     def finished(self, shard: str, target: TargetTracker | None = None) -> Any | None:
         """The result of a batch an earlier attempt of this run finished (its landings count again,
@@ -158,16 +164,28 @@ class StageRun:
         return await self.lander.land(dataset, rows, shard, target)
 
     async def call(self, batch_task: Any, *args: Any) -> Any:
-        """Run one batch task of the stage and return its result. Today: awaited on the flow's own
-        loop (the default task runner). The one place a stage hands batch work to a task runner."""
-        return await batch_task(*args)
+        """Run one batch task of the stage and return its result: awaited on the flow's own loop (the
+        default task runner) or, when the config names a `cluster`, on a Dask worker through prefect-dask's
+        DaskTaskRunner, awaited without blocking this loop; the drops it recorded there are recorded here.
+        The one place a stage hands batch work to a task runner."""
+        if self.cluster is None:
+            return await batch_task(*args)
+        shipped = await self.cluster.run(batch_task, args, self.run.config.models)
+        for step, drops in shipped.drops:
+            record_drops(self.run, step, drops)
+        if self.on_workers is not None:
+            await self.on_workers.refresh()  # the target's token budget counts the workers' tokens too
+        return shipped.result
 
     def target(self, target: Target, dataset: str) -> TargetTracker:
         """A tracker of the stage's target (published rows of `dataset`) and budgets; its tokens are
         those the models spent since the stage began."""
-        before = sum(u.completion_tokens for u in usage_snapshot().values())
-        return TargetTracker(target, dataset,
-                             lambda: sum(u.completion_tokens for u in usage_snapshot().values()) - before)
+        def tokens() -> int:
+            remote = self.on_workers.completion_tokens if self.on_workers is not None else 0
+            return sum(u.completion_tokens for u in usage_snapshot().values()) + remote
+
+        before = tokens()
+        return TargetTracker(target, dataset, lambda: tokens() - before)
 
     async def plan(self, batches: int) -> None:
         """How many batches of work the stage will do: the display shows done of planned and the time
@@ -194,27 +212,32 @@ class StageRun:
 @asynccontextmanager
 async def open_stage(config: RunConfig, stage: str, run_date: str | None, datasets: Sequence[str],
                      batch_size: int) -> AsyncIterator[StageRun]:
-    run = start_run(config, stage, run_date)
-    lander = Lander(run, datasets, batch_size)  # its gate worker starts now, while the stage warms up
-    before = usage_snapshot()
-    PROGRESS.start(stage)
-    state = "failed"
-    try:
-        async with engine_scope():
-            try:
-                stage_run = StageRun(run, lander, Markers(run))
-                yield stage_run
-                await stage_run.settle()
-            finally:  # what the stage's requests cost, charged to this run even when it failed
-                for (model, backend), used in usage_since(before).items():
-                    run.catalog.record_usage(run.run_id, model, backend, used)
-        run.catalog.refresh_views()
-        run.catalog.finish_run(run.run_id, "completed")
-        state = "completed"
-    except BaseException:
-        run.catalog.finish_run(run.run_id, "failed")
-        raise
-    finally:
-        PROGRESS.freeze_tokens(stage)
-        PROGRESS.finish(stage, state)
-        lander.close()
+    async with cluster_scope(config.cluster) as cluster:  # a cluster that cannot be used fails here, before any work
+        run = start_run(config, stage, run_date)
+        lander = Lander(run, datasets, batch_size)  # its gate worker starts now, while the stage warms up
+        before = usage_snapshot()
+        PROGRESS.start(stage)
+        state = "failed"
+        try:
+            on_workers = await cluster.meter() if cluster is not None else None
+            async with engine_scope():
+                try:
+                    stage_run = StageRun(run, lander, Markers(run), cluster=cluster, on_workers=on_workers)
+                    yield stage_run
+                    await stage_run.settle()
+                finally:  # what the stage's requests cost, charged to this run even when it failed
+                    spent = usage_since(before)
+                    if on_workers is not None:  # and what its batches cost on the cluster's workers
+                        add_usage(spent, await on_workers.refresh())
+                    for (model, backend), used in spent.items():
+                        run.catalog.record_usage(run.run_id, model, backend, used)
+            run.catalog.refresh_views()
+            run.catalog.finish_run(run.run_id, "completed")
+            state = "completed"
+        except BaseException:
+            run.catalog.finish_run(run.run_id, "failed")
+            raise
+        finally:
+            PROGRESS.freeze_tokens(stage)
+            PROGRESS.finish(stage, state)
+            lander.close()
