@@ -41,6 +41,19 @@ class ModelSpec(Strict):
     concurrency: int = Field(64, ge=1, le=4096, description="most requests in flight (openai)")
     timeout_s: float = Field(120.0, gt=0, description="total deadline of one request")
     max_retries: int = Field(5, ge=0, le=20)
+    # openai / nim: the circuit breaker (engines/breaker.py)
+    max_error_rate: float = Field(
+        0.5, gt=0.0, le=1.0,
+        description="the breaker stops sending once more than this share of the last error_window attempts "
+                    "failed (1 turns it off)",
+    )
+    error_window: int = Field(100, ge=10, le=100_000, description="attempts the breaker judges; it waits for this many")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="an open breaker sends nothing this long, then one probe")
+    on_breaker: Literal["drop", "fail"] = Field(
+        "drop",
+        description="drop: requests the breaker stopped end with its error (the stage records engine_error drops); "
+                    "fail: the batch raises EngineUnavailable with that error (the stage fails)",
+    )
     batch_size: int = Field(64, ge=1, description="rows per forward pass (transformers)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"

@@ -1,8 +1,9 @@
 """The `openai` chat backend: any OpenAI-compatible server (vLLM serve, NIM, `transformers serve`).
 
 Every request of a batch is its own task; the adaptive window (engines/window.py) decides how
-many are in flight, so one slow answer never holds back the rest. Retries, deadlines and fault
-handling live in engines/openai_http.py, shared with the NIM reward engine.
+many are in flight, so one slow answer never holds back the rest. Retries, deadlines, fault
+handling and the circuit breaker live in engines/openai_http.py, shared with the NIM reward engine.
+Requests the breaker ended carry its error; with `on_breaker: fail` the batch raises it instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from engines.config import ModelSpec
-from engines.openai_http import CallFailed, ChatCompletionsCaller, token_counts
+from engines.openai_http import BreakerOpen, CallFailed, ChatCompletionsCaller, EngineUnavailable, token_counts
 from engines.types import ChatRequest, ChatResult, Completion
 from engines.window import AdaptiveWindow
 
@@ -64,7 +65,11 @@ class OpenAIChatEngine:
             self.usage.seconds += time.monotonic() - started
 
     async def _chat_batch(self, requests: list[ChatRequest]) -> list[ChatResult]:
-        return list(await asyncio.gather(*(self._chat_one(r) for r in requests)))
+        stopped: list[str] = []  # errors of requests the breaker ended
+        results = list(await asyncio.gather(*(self._chat_one(r, stopped) for r in requests)))
+        if stopped and self.spec.on_breaker == "fail":
+            raise EngineUnavailable(f"{len(stopped)} of {len(requests)} requests not answered: {stopped[0]}")
+        return results
 
     def _payload(self, request: ChatRequest, n: int, seed: int | None) -> dict[str, Any]:
         sampling = self.spec.sampling
@@ -85,7 +90,7 @@ class OpenAIChatEngine:
             payload["response_format"] = response_format(request.json_schema)
         return payload
 
-    async def _chat_one(self, request: ChatRequest) -> ChatResult:
+    async def _chat_one(self, request: ChatRequest, stopped: list[str]) -> ChatResult:
         seed = request.seed if request.seed is not None else self.spec.sampling.seed
         result = ChatResult()
         try:
@@ -98,6 +103,8 @@ class OpenAIChatEngine:
                 await self._top_up(request, seed, result, have=len(result.completions))
         except CallFailed as exc:
             result.error = str(exc)
+            if isinstance(exc, BreakerOpen):
+                stopped.append(result.error)
         return result
 
     async def _top_up(self, request: ChatRequest, seed: int | None, result: ChatResult, have: int) -> None:
@@ -107,6 +114,8 @@ class OpenAIChatEngine:
         answers = await asyncio.gather(*calls, return_exceptions=True)
         failures = []
         for answer in answers:
+            if isinstance(answer, BreakerOpen):
+                raise answer  # the breaker's one message, not wrapped per request
             if isinstance(answer, CallFailed):
                 failures.append(str(answer))
             elif isinstance(answer, BaseException):

@@ -248,17 +248,22 @@ def spawn_server(
     preferences: bool = False,
 ) -> tuple[subprocess.Popen, str]:
     """Start the server as a subprocess; returns (process, base_url). The caller terminates it."""
-    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     cmd = [sys.executable, "-m", "benchmarks.servers.fake_openai", "--latency", str(latency_s)]
     cmd += ["--answers-file", answers_file] if answers_file else []
     cmd += ["--ignore-n"] if ignore_n else []
     cmd += ["--varied"] if varied else []
     cmd += ["--preferences"] if preferences else []
+    return start_subprocess(cmd, "fake OpenAI server")
+
+
+def start_subprocess(cmd: list[str], what: str) -> tuple[subprocess.Popen, str]:
+    """Run a server module from the repository root and wait for its `PORT=<n>` line; (process, base_url)."""
+    repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline() if proc.stdout else ""
     if not line.startswith("PORT="):
         proc.kill()
-        raise RuntimeError(f"fake OpenAI server did not start: {line!r}")
+        raise RuntimeError(f"{what} did not start: {line!r}")
     return proc, f"http://127.0.0.1:{int(line.split('=', 1)[1])}/v1"
 
 
@@ -275,9 +280,12 @@ async def _serve_forever(args: argparse.Namespace) -> None:
         answer = varied_lists()
     elif args.preferences:
         answer = preference_answers()
-    server = FakeOpenAIServer(latency_s=args.latency, answer=answer, ignore_n=args.ignore_n)
-    port = await server.start_async(args.port)
-    print(f"PORT={port}", flush=True)
+    await serve_until_killed(FakeOpenAIServer(latency_s=args.latency, answer=answer, ignore_n=args.ignore_n), args.port)
+
+
+async def serve_until_killed(server: FakeOpenAIServer, port: int) -> None:
+    """Listen, say `PORT=<n>` on stdout (what spawn_server waits for), serve until the process is killed."""
+    print(f"PORT={await server.start_async(port)}", flush=True)
     await asyncio.Event().wait()
 
 
