@@ -10,46 +10,15 @@ import os
 
 import pytest
 
-from benchmarks.servers.fake_openai import FakeOpenAIServer
 from engines.registry import engine_scope, get_chat_engine, open_engines
 from flows import on_worker
 from flows.cluster import ClusterError, cluster_scope, models_key
 from flows.config import ConfigError, parse_config
 from flows.dialogues import dialogues_flow
 from tests.flows.published import publish_prompts
+from tests.flows.test_dialogues_flow import PROMPTS, RUN_DATE, server  # noqa: F401 - server is a fixture
 
-RUN_DATE = "2026-11-21"
-GOOD = {"helpfulness": 4, "correctness": 3.6, "coherence": 4, "complexity": 1.2, "verbosity": 2.4}
-POOR = {"helpfulness": 1, "correctness": 1, "coherence": 2, "complexity": 0, "verbosity": 1}
-PROMPTS = [
-    {"id": "tides", "task_type": "open_qa", "messages": [{"role": "user", "content": "Why do tides happen?"}]},
-    {"id": "basil", "task_type": "open_qa", "messages": [{"role": "user", "content": "How do I keep basil fresh?"}]},
-    {"id": "egg", "task_type": "two_turn", "messages": [
-        {"role": "user", "content": "How do I boil an egg?"}, {"role": "assistant", "content": "GOOD: nine minutes."},
-        {"role": "user", "content": "And a soft one?"}]},
-    {"id": "dull", "task_type": "open_qa", "messages": [{"role": "user", "content": "Tell me about gravel."}]},
-]
 COLUMNS = "id, prompt_id, persona, messages, turn_rewards, reward, source"
-
-
-def answer(body, index):
-    """What the one served model says, by what it is asked: the grader, the simulated user, the assistant."""
-    text = body["messages"][-1]["content"]
-    if "Give the reply five grades" in text:
-        reply = text.split("The reply to grade:")[1].split(">>>")[0]
-        return json.dumps(GOOD if "GOOD" in reply else POOR)
-    if "Write the next message this person sends" in text:
-        turns = text.count("\nAssistant:") + text.startswith("Assistant:")
-        return f"Thanks! Could you go one step further, step {turns}?"
-    first = body["messages"][0]["content"]
-    quality = "dull" if "gravel" in first and len(body["messages"]) > 1 else "GOOD"
-    return f"{quality} answer number {len(body['messages'])} about {first[:30]}"
-
-
-@pytest.fixture
-def server():
-    with FakeOpenAIServer(latency_s=0.002, answer=answer) as running:
-        yield running
 
 
 def config(root, base_url, **extra):
