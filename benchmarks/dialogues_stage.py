@@ -21,19 +21,15 @@ Prefect API. The flow's gate worker starts inside the clock, as in a deployment'
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from benchmarks.preferences_stage import (  # noqa: E402 - light: Prefect is imported in main()
-    CONCURRENCY, LATENCY_S, PROMPTS, RUN_DATE, Timeline, _catalog_value, publish_prompts, server_stats)
+from benchmarks.preferences_stage import CONCURRENCY, LATENCY_S, PROMPTS, timed_rounds  # noqa: E402
 
 ROUNDS = 3
 BATCH_SIZE = 64
@@ -55,24 +51,8 @@ def stage_config(base_url: str, folder: Path, batch_size: int, in_flight: int) -
     }
 
 
-async def played(stage_flow, config):
-    """The stage's summary and its server window's sizes (the engines stay open until they are read)."""
-    from engines.registry import engine_scope, open_engines
-
-    async with engine_scope():
-        summary = await stage_flow(config, RUN_DATE)
-        stats = open_engines()[("chat", "served")].window.stats
-        return summary, f"window min={stats.min_size} max={stats.max_size} cuts={stats.cuts}"
-
-
 def main() -> None:
-    from prefect import flow
-
-    from benchmarks.servers.fake_openai import spawn_server
-    from flows.config import parse_config
     from flows.dialogues import dialogues_flow
-
-    warm_up = flow(name="warm-up")(lambda: None)
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help=f"fraction of {PROMPTS:,} prompts")
@@ -81,37 +61,20 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=BATCHES_IN_FLIGHT, help="dialogues.batches_in_flight")
     args = parser.parse_args()
     count = max(1, int(PROMPTS * args.scale))
-    server, base_url = spawn_server(LATENCY_S, preferences=True)
-    rounds = []
-    try:
-        warm_up()
-        for _ in range(args.rounds):
-            with tempfile.TemporaryDirectory() as tmp:
-                config = parse_config(stage_config(base_url, Path(tmp), args.batch_size, args.in_flight))
-                publish_prompts(config, count)
-                before = server_stats(base_url)["requests"]
-                with Timeline(base_url) as timeline:
-                    started = time.perf_counter()
-                    summary, window = asyncio.run(played(dialogues_flow, config))
-                    elapsed = time.perf_counter() - started
-                requests = server_stats(base_url)["requests"] - before
-                openai = _catalog_value(config, "SELECT sum(requests) FROM usage WHERE backend = 'openai'")
-                rounds.append((elapsed, requests, openai, summary, timeline, window))
-    finally:
-        server.terminate()
-        server.wait(10)
-    elapsed, requests, openai, summary, timeline, window = min(rounds, key=lambda r: r[0] / r[1])
-    ideal = requests * LATENCY_S / CONCURRENCY
+    rounds, best = timed_rounds(dialogues_flow, lambda url, folder: stage_config(url, folder, args.batch_size,
+                                                                                 args.in_flight),
+                                count, args.rounds)
+    summary, ideal = best.summary, best.requests * LATENCY_S / CONCURRENCY
     states = sorted({b["state"] for b in summary["batches"]})
     print(f"prompts={summary['prompts']} played={summary['played']} dialogues={summary['dialogues']} "
           f"user_turns={summary['user_turns']} gate_states={states} drops={summary['drops']} "
           f"retried={summary['retried']}")
-    print(f"requests={requests} (catalog usage, openai: {openai}) concurrency={CONCURRENCY} latency_s={LATENCY_S} "
-          f"batch_size={args.batch_size} batches_in_flight={args.in_flight} cores={os.cpu_count()}")
-    print(f"rounds_s={[round(r[0], 2) for r in rounds]}")
-    print(f"stage_s={elapsed:.2f} ideal_s={ideal:.2f} dialogues_per_s={summary['dialogues'] / elapsed:.1f}")
-    print(timeline.summary(), window)
-    print(f"ratio={elapsed / ideal:.3f}", flush=True)
+    print(f"requests={best.requests} (catalog usage, openai: {best.openai}) concurrency={CONCURRENCY} "
+          f"latency_s={LATENCY_S} batch_size={args.batch_size} batches_in_flight={args.in_flight} cores={os.cpu_count()}")
+    print(f"rounds_s={[round(r.elapsed, 2) for r in rounds]}")
+    print(f"stage_s={best.elapsed:.2f} ideal_s={ideal:.2f} dialogues_per_s={summary['dialogues'] / best.elapsed:.1f}")
+    print(best.timeline.summary(), best.window)
+    print(f"ratio={best.elapsed / ideal:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
@@ -163,14 +164,62 @@ class Timeline:
         return f"in_flight_per_{bucket_s:g}s=[{means}] window_full={full:.0%}"
 
 
-def main() -> None:
+@dataclass
+class Round:
+    elapsed: float
+    requests: int  # counted by the server
+    openai: int  # counted by the catalog's usage record
+    summary: dict
+    drops: dict | None
+    timeline: Timeline
+    window: str
+
+
+async def played(stage_flow, config) -> tuple[dict, str]:
+    """The stage's summary and its server window's sizes (the engines stay open until they are read)."""
+    from engines.registry import engine_scope, open_engines
+
+    async with engine_scope():
+        summary = await stage_flow(config, RUN_DATE)
+        stats = open_engines()[("chat", "served")].window.stats
+        return summary, f"window min={stats.min_size} max={stats.max_size} cuts={stats.cuts}"
+
+
+def timed_rounds(stage_flow, stage_config, count: int, rounds: int) -> tuple[list[Round], Round]:
+    """Each round: a fresh lake with `count` published prompts, then the stage flow under the clock,
+    against the fake server in `--preferences` mode. All rounds, and the best (time per request)."""
     from prefect import flow
 
     from benchmarks.servers.fake_openai import spawn_server
     from flows.config import parse_config
-    from flows.preferences import preferences_flow
 
     warm_up = flow(name="warm-up")(lambda: None)  # starts the Prefect API before the clock does
+    server, base_url = spawn_server(LATENCY_S, preferences=True)
+    done = []
+    try:
+        warm_up()
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                config = parse_config(stage_config(base_url, Path(tmp)))
+                publish_prompts(config, count)
+                before = server_stats(base_url)["requests"]
+                with Timeline(base_url) as timeline:
+                    started = time.perf_counter()
+                    summary, window = asyncio.run(played(stage_flow, config))
+                    elapsed = time.perf_counter() - started
+                requests = server_stats(base_url)["requests"] - before
+                openai = _catalog_value(config, "SELECT sum(requests) FROM usage WHERE backend = 'openai'")
+                drops = _catalog_value(config, "SELECT map(list(reason), list(n)) FROM (SELECT reason, "
+                                               "sum(count)::INT AS n FROM drops GROUP BY ALL)")
+                done.append(Round(elapsed, requests, openai, summary, drops, timeline, window))
+    finally:
+        server.terminate()
+        server.wait(10)
+    return done, min(done, key=lambda r: r.elapsed / r.requests)
+
+
+def main() -> None:
+    from flows.preferences import preferences_flow
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help=f"fraction of {PROMPTS:,} prompts")
@@ -179,40 +228,21 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=BATCHES_IN_FLIGHT, help="preferences.batches_in_flight")
     args = parser.parse_args()
     count = max(1, int(PROMPTS * args.scale))
-    server, base_url = spawn_server(LATENCY_S, preferences=True)
-    rounds = []
-    try:
-        warm_up()
-        for _ in range(args.rounds):
-            with tempfile.TemporaryDirectory() as tmp:
-                config = parse_config(stage_config(base_url, Path(tmp), args.batch_size, args.in_flight))
-                publish_prompts(config, count)
-                before = server_stats(base_url)["requests"]
-                with Timeline(base_url) as timeline:
-                    started = time.perf_counter()
-                    summary = asyncio.run(preferences_flow(config, RUN_DATE))
-                    elapsed = time.perf_counter() - started
-                requests = server_stats(base_url)["requests"] - before
-                openai = _catalog_value(config, "SELECT sum(requests) FROM usage WHERE backend = 'openai'")
-                drops = _catalog_value(config, "SELECT map(list(reason), list(n)) FROM (SELECT reason, "
-                                               "sum(count)::INT AS n FROM drops GROUP BY ALL)")
-                rounds.append((elapsed, requests, openai, summary, drops, timeline))
-    finally:
-        server.terminate()
-        server.wait(10)
-    elapsed, requests, openai, summary, drops, timeline = min(rounds, key=lambda r: r[0] / r[1])
-    ideal = requests * LATENCY_S / CONCURRENCY
+    rounds, best = timed_rounds(preferences_flow, lambda url, folder: stage_config(url, folder, args.batch_size,
+                                                                                   args.in_flight),
+                                count, args.rounds)
+    summary, ideal = best.summary, best.requests * LATENCY_S / CONCURRENCY
     states = sorted({b["state"] for b in summary["batches"]})
     print(f"prompts={summary['prompts']} responses={summary['responses']} pairs={summary['pairs']} "
           f"per_judge={summary['pairs_per_judge']} best_of_n={summary['best_of_n']} gate_states={states}")
-    print(f"drops={drops}")
-    print(f"requests={requests} (catalog usage, openai: {openai}) concurrency={CONCURRENCY} latency_s={LATENCY_S} "
-          f"batch_size={args.batch_size} batches_in_flight={args.in_flight} cores={os.cpu_count()}")
-    print(f"rounds_s={[round(r[0], 2) for r in rounds]}")
-    print(f"stage_s={elapsed:.2f} ideal_s={ideal:.2f} prompts_per_s={summary['prompts'] / elapsed:.1f} "
-          f"pairs_per_s={summary['pairs'] / elapsed:.1f}")
-    print(timeline.summary())
-    print(f"ratio={elapsed / ideal:.3f}")
+    print(f"drops={best.drops}")
+    print(f"requests={best.requests} (catalog usage, openai: {best.openai}) concurrency={CONCURRENCY} "
+          f"latency_s={LATENCY_S} batch_size={args.batch_size} batches_in_flight={args.in_flight} cores={os.cpu_count()}")
+    print(f"rounds_s={[round(r.elapsed, 2) for r in rounds]}")
+    print(f"stage_s={best.elapsed:.2f} ideal_s={ideal:.2f} prompts_per_s={summary['prompts'] / best.elapsed:.1f} "
+          f"pairs_per_s={summary['pairs'] / best.elapsed:.1f}")
+    print(best.timeline.summary(), best.window)
+    print(f"ratio={best.elapsed / ideal:.3f}")
 
 
 def _catalog_value(config, sql: str):
