@@ -113,12 +113,17 @@ def run(
     path = config_file or config
     cfg = load_run_config(path)
     started = time.monotonic()
-    if as_json:
-        summary = asyncio.run(nightly_flow(config=cfg, run_date=run_date))
-        typer.echo(json.dumps({**summary, "report": night_report(cfg, summary, path)}, indent=2, default=str))
-        return
-    with Live(_LiveView(), console=console, refresh_per_second=2, transient=False):
-        summary = asyncio.run(nightly_flow(config=cfg, run_date=run_date))
+    try:
+        if as_json:
+            summary = asyncio.run(nightly_flow(config=cfg, run_date=run_date))
+            typer.echo(json.dumps({**summary, "report": night_report(cfg, summary, path)}, indent=2, default=str))
+            return
+        with Live(_LiveView(), console=console, refresh_per_second=2, transient=False):
+            summary = asyncio.run(nightly_flow(config=cfg, run_date=run_date))
+    except Exception as exc:  # noqa: BLE001 - the stage's own error, said once; finished batches are safe
+        console.print(f"[red]run failed[/red] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        console.print("Batches published so far stay published; run the same command again to resume.")
+        raise typer.Exit(1) from None
     print_report(night_report(cfg, summary, path), time.monotonic() - started)
 
 

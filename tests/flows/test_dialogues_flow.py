@@ -179,3 +179,13 @@ def test_a_night_answers_the_prompt_batches_it_is_handed_not_the_newest(tmp_path
     assert summary["prompts"] == 2
     grown = {r["prompt_id"] for r in catalog.query("SELECT prompt_id FROM dialogues").to_pylist()}
     assert grown == {"tides", "basil"}
+
+
+def test_sdg_run_says_why_a_night_failed(tmp_path, server, prefect_harness):
+    cfg = config(tmp_path, server.base_url)  # no prompts published, and no prompts stage tonight
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["run", str(config_file), "--run-date", RUN_DATE])
+    assert result.exit_code == 1
+    assert "run failed" in result.output and "selects no published prompt" in result.output, result.output
+    assert not server.bodies  # it failed before any model was asked
