@@ -14,7 +14,6 @@ or Parquet; prompt is a string (one user turn) or a list of {"role", "content"} 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.types import ChatEngine, Message, RewardEngine
+from tasks.jsonl import read_objects
 
 REQUIRED_COLUMNS = ("subset", "prompt", "chosen", "rejected")
 
@@ -45,18 +45,7 @@ def _read_rows(path: Path) -> list[dict]:
             raise PairsError(f"{path}: not a readable Parquet file: {exc}") from None
     if path.suffix not in (".jsonl", ".json"):
         raise PairsError(f"{path}: unknown pairs format {path.suffix!r}; use .jsonl or .parquet")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PairsError(f"{path}: line {number} is not JSON: {exc}") from None
-        if not isinstance(row, dict):
-            raise PairsError(f"{path}: line {number} is a {type(row).__name__}, not an object")
-        rows.append(row)
-    return rows
+    return [row for _, row in read_objects(path, PairsError)]
 
 
 def _check_prompt(prompt: Any, where: str) -> None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tasks.dialogues.config import PersonaSettings
+from tasks.jsonl import read_objects
 from tasks.prompts.common import stable_seed
 
 SHIPPED = Path(__file__).parent / "personas.jsonl"
@@ -40,15 +41,7 @@ def read_personas(path: Path | str) -> list[Persona]:
     if not path.is_file():
         raise PersonaError(f"{path}: no such persona file")
     personas = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PersonaError(f"{path}:{number}: not a JSON object: {exc}") from None
-        if not isinstance(data, dict):
-            raise PersonaError(f"{path}:{number}: a persona is an object with fields {', '.join(FIELDS)}")
+    for number, data in read_objects(path, PersonaError):
         for name in FIELDS:
             if not isinstance(data.get(name), str) or not data[name].strip():
                 raise PersonaError(f"{path}:{number}: persona field {name!r} is missing or empty; "

@@ -13,25 +13,17 @@ import pytest
 from engines.registry import engine_scope, get_chat_engine, open_engines
 from flows import on_worker
 from flows.cluster import ClusterError, cluster_scope, models_key
-from flows.config import ConfigError, parse_config
+from flows.config import ConfigError
 from flows.dialogues import dialogues_flow
 from tests.flows.published import publish_prompts
 from tests.flows.test_dialogues_flow import PROMPTS, RUN_DATE, server  # noqa: F401 - server is a fixture
+from tests.flows.test_dialogues_flow import config as dialogues_config
 
 COLUMNS = "id, prompt_id, persona, messages, turn_rewards, reward, source"
 
 
 def config(root, base_url, **extra):
-    return parse_config({
-        "name": "talk", "seed": 11, "lake": {"root": str(root / "lake")},
-        "models": {"served": {"backend": "openai", "base_url": base_url, "model": "fake", "concurrency": 16},
-                   "grader": {"kind": "reward", "backend": "llm-judge", "judge": "served"}},
-        "prompts": {"enabled": False},
-        "dialogues": {"enabled": True, "rounds": 3, "assistant": {"model": "served"}, "reward": "grader",
-                      "min_turn_reward": 3.0, "batch_size": 1},  # four batches: more than the workers
-        "quality": {"dialogues": {"near_dedup": False}},
-        **extra,
-    })
+    return dialogues_config(root, base_url, batch_size=1, **extra)  # four batches: more than the workers
 
 
 def made(catalog):

@@ -49,15 +49,16 @@ def server():
         yield running
 
 
-def config(tmp_path, base_url):
+def config(tmp_path, base_url, batch_size=2, **extra):
     return parse_config({
         "name": "talk", "seed": 11, "lake": {"root": str(tmp_path / "lake")},
         "models": {"served": {"backend": "openai", "base_url": base_url, "model": "fake", "concurrency": 16},
                    "grader": {"kind": "reward", "backend": "llm-judge", "judge": "served"}},
         "prompts": {"enabled": False},
         "dialogues": {"enabled": True, "rounds": 3, "assistant": {"model": "served"}, "reward": "grader",
-                      "min_turn_reward": 3.0, "batch_size": 2},
+                      "min_turn_reward": 3.0, "batch_size": batch_size},
         "quality": {"dialogues": {"near_dedup": False}},  # scripted answers share most of their words
+        **extra,
     })
 
 
