@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
@@ -28,6 +28,7 @@ from tasks.preferences.report import judge_report, report_markdown
 from tasks.preferences.responses import generate_responses, score_responses
 from tasks.preferences.select import select_prompts
 from tasks.preferences.trust import Trust, judge_trust
+from tasks.target import TargetTracker
 
 STAGE = "preferences"
 DATASETS = ("responses", "preferences", "dialogues")
@@ -57,19 +58,24 @@ async def make_pairs(run: RunContext, responses: list[Row], trusted: list[str], 
 
 
 async def run_batch(stage_run: StageRun, prompts: list[Row], shard: str, trust: dict[str, Trust],
-                    requesting: asyncio.Semaphore) -> Judged:
-    """One batch of prompts: its model requests hold a slot of `requesting`; its landings do not, so
-    the next batch generates while this one's gates run (the gates take one batch at a time)."""
+                    requesting: asyncio.Semaphore, target: TargetTracker) -> Judged | None:
+    """One batch of prompts, or None when the target or a budget ended the stage before it started. Its
+    model requests hold a slot of `requesting`; its landings do not, so the next batch generates while
+    this one's gates run (the gates take one batch at a time)."""
     run, stage = stage_run.run, stage_run.run.config.preferences
-    if (done := stage_run.finished(shard)) is not None:  # an earlier attempt of this run landed it
+    if (done := stage_run.finished(shard, target)) is not None:  # an earlier attempt of this run landed it
         return done
     trusted = [j for j in stage.judges if trust[j].trusted]
     async with requesting:
+        if not await target.start_batch():
+            return None
         scored = await stage_run.call(make_responses, quote(run), quote(prompts), shard)
         landing = asyncio.create_task(stage_run.land("responses", scored.rows, shard))  # lands while judges work
         judged = await stage_run.call(make_pairs, quote(run), quote(scored.rows), trusted, shard)
+        target.generated("preferences", len(judged.pairs))  # pending before the slot frees: the next batch sees them
     outcomes = await landing
-    outcomes += await stage_run.land("preferences", [preference_row(p) for p in judged.pairs], shard)
+    pairs = [preference_row(p) for p in judged.pairs]
+    outcomes += await stage_run.land("preferences", pairs, shard, target, pending=True)
     if stage.best_of_n.enabled and trust["reward_model"].trusted:
         groups = group_by_prompt(scored.rows).values()
         best = [row for group in groups if (row := best_of_n(group, stage.best_of_n.min_reward))]
@@ -96,9 +102,14 @@ async def preferences_flow(config: RunConfig, run_date: str | None = None, promp
         requesting = asyncio.Semaphore(stage.batches_in_flight)
         planned = list(chunks(prompts, stage.batch_size))
         await stage_run.plan(len(planned))
-        batches = await asyncio.gather(*(run_batch(stage_run, list(b), f"{i:05d}", trust, requesting)
-                                         for i, b in enumerate(planned)))
-        summary = await _report(stage_run, prompts, batches, trust)
+        target = stage_run.target(stage.target, "preferences")
+        judged = await asyncio.gather(*(run_batch(stage_run, list(b), f"{i:05d}", trust, requesting, target)
+                                        for i, b in enumerate(planned)))
+        summary = await _report(stage_run, prompts, [b for b in judged if b is not None], trust)
+        summary["ended_by"] = target.end()
+        if stage.target.rows and summary["pairs"] < stage.target.rows:
+            get_run_logger().warning("preferences: %d pairs published of the %d targeted; ended by %s",
+                                     summary["pairs"], stage.target.rows, summary["ended_by"])
     print(f"preferences: {summary['prompts']} prompts, {summary['pairs']} pairs {summary['pairs_per_judge']}, "
           f"{summary['best_of_n']} best-of-n rows")
     return summary

@@ -68,16 +68,18 @@ class Lander:
         self._one_at_a_time = asyncio.Lock()
         self._worker = GateWorker({d: run.config.quality.for_dataset(d) for d in datasets})
 
-    async def land(self, dataset: str, rows: list[Row], shard: str, target: TargetTracker | None = None) -> list[dict]:
+    async def land(self, dataset: str, rows: list[Row], shard: str, target: TargetTracker | None = None,
+                   pending: bool = False) -> list[dict]:
         """Land rows in batches of the stage's batch size; returns the gate verdict of each batch.
 
         With a target, at most the rows still missing are landed (after every earlier landing's
-        gate): the rest are `past_target` drops."""
+        gate): the rest are `past_target` drops. The rows count as pending toward the target from
+        now on, or already do (`pending`: the caller counted them when it made them)."""
+        counted = target is not None and target.dataset == dataset
+        if counted and not pending:
+            target.generated(dataset, len(rows))
         if not rows:
             return []
-        counted = target is not None and target.dataset == dataset
-        if counted:
-            target.generated(dataset, len(rows))
         async with self._one_at_a_time:
             room = target.room() if counted else None
             surplus = rows[room:] if room is not None else []
@@ -159,9 +161,9 @@ class StageRun:
     def record_drops(self, step: str, result: StepResult | Sequence[Drop]) -> None:
         record_drops(self.run, step, result)
 
-    async def land(self, dataset: str, rows: list[Row], shard: str, target: TargetTracker | None = None
-                   ) -> list[dict]:
-        return await self.lander.land(dataset, rows, shard, target)
+    async def land(self, dataset: str, rows: list[Row], shard: str, target: TargetTracker | None = None,
+                   pending: bool = False) -> list[dict]:
+        return await self.lander.land(dataset, rows, shard, target, pending)
 
     async def call(self, batch_task: Any, *args: Any) -> Any:
         """Run one batch task of the stage and return its result: awaited on the flow's own loop (the
@@ -189,9 +191,12 @@ class StageRun:
 
     async def plan(self, batches: int) -> None:
         """How many batches of work the stage will do: the display shows done of planned and the time
-        left, and a progress artifact on the stage's run moves as they finish."""
+        left, and a progress artifact on the stage's run moves as they finish. A stage that learns
+        its count as it goes plans again (the artifact is made once)."""
         PROGRESS.plan(self.run.flow, batches)
         self.planned = batches
+        if self.progress_id is not None:
+            return
         self.progress_id = await acreate_progress_artifact(
             0.0, key=artifact_key(self.run.config.name, f"{self.run.flow}-progress"),
             description=f"Batches of {self.run.run_id} done")
@@ -200,7 +205,7 @@ class StageRun:
         PROGRESS.batch_done(self.run.flow)
         self.done += 1
         if self.progress_id is not None:  # not awaited: the batch goes on while the API is told
-            update = aupdate_progress_artifact(self.progress_id, 100.0 * self.done / self.planned)
+            update = aupdate_progress_artifact(self.progress_id, min(100.0, 100.0 * self.done / self.planned))
             self._updates.add(task := asyncio.get_running_loop().create_task(update))
             task.add_done_callback(self._updates.discard)
 

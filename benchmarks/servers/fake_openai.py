@@ -65,6 +65,26 @@ def varied_lists(items: int = 10, seed: int = 0) -> AnswerHook:
     return answer
 
 
+def keyed_lists(items: int = 4) -> AnswerHook:
+    """Like `varied_lists`, but each answer is drawn from the request itself (its messages and seed):
+    the same request always gets the same list, in any order and in any process, so two runs that
+    send the same requests (a rerun, the Dask path) must end with the same rows."""
+    import hashlib
+    import json
+    import random
+
+    words = ["amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "jasper", "kelp",
+             "lumen", "maple", "nectar", "onyx", "prairie", "quartz", "reef", "sierra", "tundra"]
+
+    def answer(body: dict[str, Any], index: int) -> str:
+        key = json.dumps([body.get("messages"), body.get("seed")], sort_keys=True)
+        rng = random.Random(hashlib.sha256(key.encode()).digest())
+        lines = [" ".join(rng.choices(words, k=12)) for _ in range(items)]
+        return "\n".join(f"{i}. How would {line} change?" for i, line in enumerate(lines, 1))
+
+    return answer
+
+
 def preference_answers(responses_per_prompt: int = 4, seed: int = 0) -> AnswerHook:
     """An answer hook for the preferences stage, answering by what the request asks (no shared state
     with the client, so it runs in the server subprocess):

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.prompts.config import TASK_TYPES
+from tasks.target import Target
 
 JudgeName = Literal["ground_truth", "verifier", "reward_model", "llm_judge"]
 DEFAULT_JUDGES: list[JudgeName] = ["ground_truth", "verifier", "reward_model"]
@@ -79,6 +80,7 @@ class PreferencesStage(Strict):
     calibration: Calibration = Calibration()
     batch_size: int = Field(64, ge=1, le=10_000, description="prompts per batch (K responses each)")
     batches_in_flight: int = Field(4, ge=1, le=256, description="batches generated side by side")
+    target: Target = Field(default_factory=Target, description="exactly this many published pairs, within budgets")
 
     @model_validator(mode="after")
     def _judges_once(self) -> PreferencesStage:

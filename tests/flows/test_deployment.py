@@ -242,8 +242,10 @@ def test_nightly_deployment_runs_on_a_process_worker(night):
     assert on_night and on_stage, [(a["key"], a["flow_run_id"]) for a in artifacts]
     for artifact in artifacts:
         read = api(env, "GET", f"/artifacts/{artifact['id']}")
-        assert read["data"] and read["type"] in ("markdown", "table"), read
+        assert read["data"] and read["type"] in ("markdown", "table", "progress"), read
     assert any(a["type"] == "markdown" for a in on_night)
+    progress = [api(env, "GET", f"/artifacts/{a['id']}") for a in on_stage if a["type"] == "progress"]
+    assert [p["data"] for p in progress] == [100.0]  # the prompts stage's batches, all done
 
     assert prompts_per_date(small) == {"2026-11-21": {"open_qa": 4, "coding": 4, "instruction_following": 2}}
 

@@ -38,6 +38,8 @@ def night(tmp_path):
         {"q": "What is the sum of the first ten positive integers?", "a": "55"},
         {"q": "How do I keep fresh basil from wilting?", "a": None},
         {"q": "Why is the sky blue?", "a": None},
+        # asked for a short answer, the 135M model stops before max_tokens: an untruncated best-of-n candidate
+        {"q": "In one short sentence: what is a cat?", "a": None},
     ]))
     return parse_config({
         "name": "embedded", "seed": 3,

@@ -142,3 +142,30 @@ def test_judges_below_their_calibration_decide_nothing(tmp_path, server, prefect
     assert catalog.query("SELECT count(*) AS n FROM dialogues").to_pylist()[0]["n"] == 0  # no untrusted ranking
     assert re.search(r"calibration pairs", catalog.query("SELECT trust_reason FROM judges WHERE judge = 'reward_model'")
                      .to_pylist()[0]["trust_reason"])
+
+
+def test_a_target_of_n_pairs_ends_with_exactly_n_though_the_gate_drops_some(tmp_path, server, prefect_harness):
+    """Batches of two prompts, one at a time: the gate drops the first batch's pairs (their prompts are
+    too short for it), so later batches make up for them, and the last lands only the one pair missing."""
+    cfg = config(tmp_path, server.base_url, calibration={"trust_anyway": ["reward_model", "llm_judge"]},
+                 batches_in_flight=1, target={"rows": 3}, best_of_n={"enabled": False})
+    cfg.quality.preferences.min_text_chars = 20
+    cfg.quality.preferences.min_acceptance_rate = 0.0
+    texts = ["Short one?", "Short two?"] + [f"Why does the thing number {i} work that way?" for i in range(6)]
+    prompts = [{"id": f"t{i}", "task_type": "open_qa", "messages": [{"role": "user", "content": t}]}
+               for i, t in enumerate(texts)]
+    response_seeds = {stable_seed(SEED, "response", p["id"], i): i for p in prompts for i in range(K)}
+    server.answer = answer_for(response_seeds)
+    catalog = publish_prompts(cfg, prompts, RUN_DATE)
+    summary = asyncio.run(preferences_flow(cfg, RUN_DATE))
+
+    assert summary["ended_by"] == "target"
+    pairs = catalog.query("SELECT prompt_id FROM preferences ORDER BY prompt_id").column("prompt_id").to_pylist()
+    assert len(pairs) == 3 and not {"t0", "t1"} & set(pairs)
+    ledger = {r["reason"]: r["n"] for r in catalog.query(
+        "SELECT reason, sum(count)::INT AS n FROM drops WHERE stage = 'preferences' GROUP BY ALL").to_pylist()}
+    gate_dropped = sum(o["rows_in"] - o["rows_out"] for o in summary["batches"] if o["dataset"] == "preferences")
+    assert gate_dropped == 2 and ledger.get("past_target") == 1  # the third batch's second pair: not landed
+    asked = {b["seed"] for b in server.bodies if b.get("seed") in response_seeds}
+    answered = {p["id"] for p in prompts for i in range(K) if stable_seed(SEED, "response", p["id"], i) in asked}
+    assert answered == {"t0", "t1", "t2", "t3", "t4", "t5"}  # the fourth batch never started

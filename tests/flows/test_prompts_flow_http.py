@@ -1,14 +1,16 @@
 """The prompts flow against a real OpenAI-compatible server on loopback (fresh list answers):
 part-by-part landing, the instruction-following quota, the mix in gate reports, reuse of a
-published topic tree, and a rerun that duplicates nothing."""
+published topic tree, and a rerun that duplicates nothing; the stage on a Dask cluster and after a kill."""
 
 import asyncio
 import json
+import os
 from collections import Counter
 
 import pytest
 
-from benchmarks.servers.fake_openai import FakeOpenAIServer, varied_lists
+from benchmarks.servers.fake_openai import FakeOpenAIServer, keyed_lists, varied_lists
+from flows.cluster import ClusterConfig
 from flows.config import parse_config
 from flows.prompts import prompts_flow
 from storage.catalog import Catalog
@@ -71,7 +73,11 @@ def test_parts_land_through_gates_and_a_rerun_adds_nothing(tmp_path, server, pre
     gates = catalog.query("SELECT count(DISTINCT batch_id) AS n FROM gate_results").column("n")[0].as_py()
     assert gates == len(summary["batches"])
 
-    asyncio.run(prompts_flow(cfg, "2026-11-20"))  # the same night again: same batch ids, overwritten
+    # the same run again: its completion markers say every batch is done, so nothing is asked or added
+    asked = len(server.bodies)
+    rerun = asyncio.run(prompts_flow(cfg, "2026-11-20"))
+    assert len(server.bodies) == asked and rerun["resumed_batches"] > 0
+    assert sorted(map(str, rerun["batches"])) == sorted(map(str, summary["batches"]))
     again = catalog.query("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM prompts").to_pylist()[0]
     assert again == {"n": len(rows), "ids": len(rows)}
 
@@ -91,3 +97,41 @@ def test_a_later_night_reuses_the_published_topic_tree(tmp_path, server, prefect
     later = set(catalog.query("SELECT DISTINCT topic FROM prompts WHERE run_date = '2026-11-21' AND task_type = 'open_qa'")
                 .column("topic").to_pylist())
     assert later and later <= topics
+
+
+PROMPT_COLUMNS = "id, task_type, topic, messages, instruction_ids, turn_form, batch_id"
+
+
+def test_a_local_dask_cluster_gives_the_prompts_of_the_default_runner(tmp_path, prefect_harness):
+    """The stage's batch tasks (questions, instruction prompts, two-turn) on a two-process LocalCluster."""
+    from flows.cluster import cluster_scope
+
+    for side in ("plain", "dask"):
+        (tmp_path / side).mkdir()
+    with FakeOpenAIServer(latency_s=0.01, answer=keyed_lists(items=4)) as keyed:
+        plain = config(tmp_path / "plain", keyed.base_url)
+        asyncio.run(prompts_flow(plain, "2026-11-20"))
+        plain_requests = len(keyed.bodies)
+        spread = config(tmp_path / "dask", keyed.base_url).model_copy(
+            update={"cluster": ClusterConfig(local={"n_workers": 2})})
+
+        async def on_the_cluster():
+            async with cluster_scope(spread.cluster) as cluster:
+                await prompts_flow(spread, "2026-11-20")
+                return list(cluster.ran_on)
+
+        ran_on = asyncio.run(on_the_cluster())
+        assert len(keyed.bodies) == 2 * plain_requests  # the same requests, no more
+
+    def made(cfg):
+        return Catalog(cfg.lake).query(f"SELECT {PROMPT_COLUMNS} FROM prompts ORDER BY id").to_pylist()
+
+    rows = made(plain)
+    assert len(rows) == 35
+    # the same prompts word for word (batch ids carry the config's fingerprint: the lake's root differs)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "batch_id"} for r in rs]  # noqa: E731
+    assert strip(made(spread)) == strip(rows)
+    names = sorted(name for name, _, _ in ran_on)
+    assert "questions-open_qa-00000" in names and "two-turn-two_turn-00000" in names
+    assert any(n.startswith("instruction-following-instruction_following-open_qa-") for n in names)
+    assert os.getpid() not in {pid for _, _, pid in ran_on}

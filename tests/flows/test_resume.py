@@ -107,3 +107,85 @@ def test_a_killed_run_resumes_without_duplicates_or_regeneration(tmp_path, prefe
     assert batches == sorted(batch_id(run_id, "dialogues", f"dialogues-{i:05d}-0", cfg.fingerprint()) for i in range(4))
     assert len(expected[1]) == 4
     assert summary["dialogues"] == len(PROMPTS)
+
+
+PROMPTS_CHILD = """
+import asyncio, json, sys
+from flows.config import parse_config
+from flows.prompts import prompts_flow
+asyncio.run(prompts_flow(parse_config(json.load(open(sys.argv[1]))), sys.argv[2]))
+"""
+
+
+QUESTIONS = {"open_qa", "writing", "math", "coding"}
+
+
+def prompts_config(root, base_url):
+    return parse_config({
+        "name": "resume", "lake": {"root": str(root)},
+        "models": {"fake": {"backend": "openai", "base_url": base_url, "model": "fake", "concurrency": 2}},
+        "prompts": {"generator": "fake", "batch_size": 2,
+                    "topics": {"macro_topics": 3, "subtopics_per_topic": 2},
+                    "open_qa": {"per_topic": 1}, "writing": {"per_topic": 1, "text_types": ["email"]},
+                    "math": {"per_topic": 1, "levels": ["elementary"]}, "coding": {"per_topic": 1},
+                    "instruction_following": {"count": 6}, "two_turn": {"count": 0}},
+    })
+
+
+def test_a_killed_prompts_run_resumes_without_duplicates_or_regeneration(tmp_path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
+    from benchmarks.servers.fake_openai import keyed_lists
+    from storage.catalog import Catalog
+
+    def prompt_rows(cfg):
+        return Catalog(cfg.lake).query("SELECT id, batch_id, seed FROM prompts ORDER BY id").to_pylist()
+
+    with FakeOpenAIServer(latency_s=0.05, answer=keyed_lists(items=3)) as server:
+        clean_cfg = prompts_config(tmp_path / "clean", server.base_url)
+        from flows.prompts import prompts_flow
+
+        clean = asyncio.run(prompts_flow(clean_cfg, RUN_DATE))
+        expected = prompt_rows(clean_cfg)
+        assert len(expected) == clean["rows"] > 20
+
+        cfg = prompts_config(tmp_path / "killed", server.base_url)
+        config_file = tmp_path / "run.json"
+        config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+        markers = Path(cfg.lake.root) / "runs" / f"resume-prompts-{RUN_DATE}" / "done"
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}
+        child = subprocess.Popen([sys.executable, "-c", PROMPTS_CHILD, str(config_file), RUN_DATE], env=env,
+                                 start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while len(list(markers.glob("*-*.pkl"))) < 3:  # some question batches, past the topics and seeds
+                assert child.poll() is None, "the run ended before it could be killed"
+                assert time.monotonic() < deadline, "no three batches finished in time"
+                time.sleep(0.02)
+            os.killpg(child.pid, signal.SIGKILL)
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(30)
+        finished = {p.stem for p in markers.glob("*.pkl")}
+        assert len(finished) < len(clean["batches"]), finished  # killed mid-run, not after it
+
+        # the seeds of the requests that made the finished question batches' rows (each row carries its
+        # request's; instruction prompts carry their base question's, which may be asked again)
+        import pickle
+        finished_seeds = {row["seed"] for p in markers.glob("*.pkl") if p.stem.split("-")[0] in QUESTIONS
+                          for row in pickle.loads(p.read_bytes())["result"]}
+        assert finished_seeds
+        rerun_from = len(server.bodies)
+        summary = asyncio.run(prompts_flow(cfg, RUN_DATE))
+        assert summary["resumed_batches"] == len(finished)
+        rerun_seeds = {body.get("seed") for body in server.bodies[rerun_from:]}
+        assert rerun_seeds and not rerun_seeds & finished_seeds  # no finished batch was asked for again
+
+    rows = prompt_rows(cfg)
+    assert [r["id"] for r in rows] == [r["id"] for r in expected]  # the rows of the uninterrupted run
+    assert len({r["id"] for r in rows}) == len(rows)
+    # every batch once: those the rerun found finished and those it made, none missing, none twice
+    published = [b["batch_id"] for b in summary["batches"] if b["dataset"] == "prompts" and b["rows_out"]]
+    assert sorted({r["batch_id"] for r in rows}) == sorted(published)
+    assert len(published) == len({b["batch_id"] for b in clean["batches"] if b["dataset"] == "prompts" and b["rows_out"]})
