@@ -8,7 +8,8 @@ dialogues stage role-plays every one for 3 rounds (the dialogues benchmark's set
 night's summary and batches table. Two fake servers, each a subprocess answering after 100 ms: one
 answers fresh numbered lists (the prompts stage's generator), one answers by what is asked
 (`--preferences` mode: responses, grades, verdicts, simulated users). Each stage's requests are
-read from the catalog's usage record of its run.
+read from the catalog's usage record of its run (its `openai` engines': a grade of the llm-judge
+reward is a request of the served model, counted there).
 
 ideal = the sum over the stages of requests x latency / concurrency: each stage's window of 64
 perfectly packed, and nothing else. Prints each stage's time and ideal, the night's, and
@@ -68,7 +69,9 @@ async def one_night(config) -> tuple[dict, dict[str, float]]:
 def stage_requests(config) -> dict[str, int]:
     from storage.catalog import Catalog
 
-    rows = Catalog(config.lake).query("SELECT run_id, sum(requests)::BIGINT AS n FROM usage GROUP BY ALL").to_pylist()
+    # the servers' requests: the `openai` engines' (the llm-judge reward's grades are requests of `served` too)
+    rows = Catalog(config.lake).query("SELECT run_id, sum(requests)::BIGINT AS n FROM usage WHERE backend = 'openai' "
+                                      "GROUP BY ALL").to_pylist()
     return {stage: sum(r["n"] for r in rows if r["run_id"] == f"{config.name}-{stage}-{RUN_DATE}") for stage in STAGES}
 
 

@@ -275,6 +275,11 @@ class Lake:
         except LakeError:
             raise
         except Exception as exc:  # noqa: BLE001 - any transport error means the same thing to the user
+            if any(c.__name__ == "NoCredentialsError" for c in type(exc).__mro__):  # botocore's, not imported here
+                raise LakeError(
+                    f"lake.storage_options: no S3 credentials for {self.config.root!r}; allowed: key and secret "
+                    "in storage_options, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, an AWS "
+                    "profile (storage_options.profile), or anon: true for a public bucket") from None
             raise LakeError(f"lake {self.config.root!r} cannot be reached: {type(exc).__name__}: {exc}") from None
 
 

@@ -197,3 +197,21 @@ def test_s3_options_that_are_not_strings_reach_s3fs(tmp_path, moto_endpoint):
     lake = Lake(lake_config)
     lake.publish(lake.stage_batch("preferences", RUN_DATE, "b-1", preference_rows("b-1", 2)))
     assert sdg_sql(config, "SELECT count(*) AS n FROM preferences") == [{"n": 2}]
+
+
+def test_an_s3_lake_without_credentials_fails_the_run_before_any_work(tmp_path, moto_endpoint, monkeypatch):
+    from tests.storage.conftest import make_bucket
+
+    bucket = make_bucket(moto_endpoint)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance role to fall back on
+    config = tmp_path / "run.yaml"
+    config.write_text(f"lake:\n  root: s3://{bucket}/sdg\n  catalog: {tmp_path}/c.duckdb\n"
+                      f"  storage_options: {{endpoint_url: '{moto_endpoint}'}}\n")
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "lake.storage_options: no S3 credentials" in result.output and "anon: true" in result.output
+    assert not (tmp_path / "c.duckdb").exists()  # no run was started, nothing written
