@@ -2,7 +2,7 @@
 and the gates add to a night, all together.
 
 One night as a deployment runs it (`flows/nightly.py`): the prompts stage makes about 20,000 prompts
-(the prompts benchmark's config at twice its scale), the preferences stage answers every published
+(the prompts benchmark's config at 3.6 times its scale), the preferences stage answers every published
 one (4 responses, each graded, then the judges; the preferences benchmark's settings) and the
 dialogues stage role-plays every one for 3 rounds (the dialogues benchmark's settings), then the
 night's summary and batches table. Two fake servers, each a subprocess answering after 100 ms: one
@@ -45,7 +45,7 @@ STAGES = ("prompts", "preferences", "dialogues")
 
 
 def night_config(lists_url: str, served_url: str, folder: Path, scale: float) -> dict:
-    config = prompts_stage.stage_config(lists_url, folder, 2 * scale)  # 1.0: about 20,000 prompts
+    config = prompts_stage.stage_config(lists_url, folder, 3.6 * scale)  # 1.0: about 20,000 prompts
     preferences = preferences_stage.stage_config(served_url, folder, preferences_stage.BATCH_SIZE,
                                                  preferences_stage.BATCHES_IN_FLIGHT)
     dialogues = dialogues_stage.stage_config(served_url, folder, dialogues_stage.BATCH_SIZE,

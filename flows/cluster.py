@@ -6,8 +6,8 @@
     cluster: {local: {n_workers: 2, threads_per_worker: 1}}  # a distributed.LocalCluster the run starts
     cluster: {cuda: {CUDA_VISIBLE_DEVICES: "0,1"}}           # dask_cuda.LocalCUDACluster: a worker per GPU
 
-The preferences and dialogues stages hand every batch task to `StageRun.call` (flows/stage.py; the
-prompts stage runs its few tasks in the flow's process either way). With a cluster, `Cluster.run`
+Every stage hands its batch tasks to `StageRun.call` (flows/stage.py; the prompts stage's topic
+tree, one request set that may read the catalog, stays in the flow's process). With a cluster, `Cluster.run`
 submits the batch's Prefect task through prefect-dask's `DaskTaskRunner` (the task run shows in the
 flow run as usual) and awaits it without blocking the flow's loop. The same flow code serves both.
 

@@ -27,6 +27,7 @@ class StageProgress:
     dropped: int = 0  # generation drops and rows the gates dropped
     tokens_at_start: int = 0
     tokens: int = 0  # completion tokens since the stage started
+    worker_tokens: int = 0  # ... of them, spent on Dask workers (known as each batch comes back)
 
     @property
     def elapsed(self) -> float:
@@ -72,6 +73,11 @@ class Progress:
             if stage in self.stages:
                 self.stages[stage].dropped += count
 
+    def worker_tokens(self, stage: str, tokens: int) -> None:
+        """The completion tokens the stage's batches have spent on Dask workers so far."""
+        with self._lock:
+            self.stages[stage].worker_tokens = tokens
+
     def finish(self, stage: str, state: str) -> None:
         with self._lock:
             progress = self.stages[stage]
@@ -86,7 +92,7 @@ class Progress:
                 copy = StageProgress(**{k: getattr(p, k) for k in p.__dataclass_fields__})
                 copy.published = dict(p.published)
                 if copy.finished is None:
-                    copy.tokens = tokens - p.tokens_at_start
+                    copy.tokens = tokens - p.tokens_at_start + p.worker_tokens
                 out.append(copy)
             return out
 
@@ -94,7 +100,8 @@ class Progress:
         """At a stage's end: its tokens stop counting (later stages share the engines)."""
         tokens = _completion_tokens()
         with self._lock:
-            self.stages[stage].tokens = tokens - self.stages[stage].tokens_at_start
+            progress = self.stages[stage]
+            progress.tokens = tokens - progress.tokens_at_start + progress.worker_tokens
 
 
 PROGRESS = Progress()

@@ -176,7 +176,8 @@ class StageRun:
         for step, drops in shipped.drops:
             record_drops(self.run, step, drops)
         if self.on_workers is not None:
-            await self.on_workers.refresh()  # the target's token budget counts the workers' tokens too
+            await self.on_workers.refresh()  # the target's token budget and the display count the workers' tokens too
+            PROGRESS.worker_tokens(self.run.flow, self.on_workers.completion_tokens)
         return shipped.result
 
     def target(self, target: Target, dataset: str) -> TargetTracker:

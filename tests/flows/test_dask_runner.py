@@ -67,6 +67,13 @@ def test_a_local_dask_cluster_gives_the_rows_of_the_default_runner(tmp_path, ser
     spread_requests = len(server.bodies) - plain_requests
     assert spread_requests == plain_requests
     assert made(spread_catalog)[2] == usage and {"model": "fake", "requests": plain_requests} in usage
+    # and the `sdg run` display's tokens hold the workers' tokens (the flow process made no request)
+    from flows.progress import PROGRESS
+
+    shown = next(p.tokens for p in PROGRESS.snapshot() if p.stage == "dialogues")
+    spent = spread_catalog.query("SELECT sum(completion_tokens)::BIGINT AS n FROM usage "
+                                 "WHERE run_id = 'talk-dialogues-2026-11-21'").to_pylist()[0]["n"]
+    assert shown == spent > 0
 
 
 def test_an_unreachable_scheduler_fails_the_run_before_any_model_request(tmp_path, server, prefect_harness):
