@@ -44,6 +44,33 @@ def config(root, base_url):
     })
 
 
+def killed_after(child_code: str, cfg, tmp_path, stage: str, pattern: str, count: int) -> list[str]:
+    """Run `child_code` on `cfg` in a child process, SIGKILL it once `count` completion markers match
+    `pattern`, and return the names of every marker it left."""
+    from prefect.settings import PREFECT_API_URL
+
+    config_file = tmp_path / "run.json"
+    config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    markers = Path(cfg.lake.root) / "runs" / f"resume-{stage}-{RUN_DATE}" / "done"
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}
+    # its own process group: the kill takes the run and its gate worker down together, as a crashed pod would
+    child = subprocess.Popen([sys.executable, "-c", child_code, str(config_file), RUN_DATE], env=env,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(markers.glob(pattern))) < count:
+            assert child.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, f"no {count} batches finished in time"
+            time.sleep(0.02)
+        os.killpg(child.pid, signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+    return sorted(p.stem for p in markers.glob("*.pkl"))
+
+
 def asked_about(bodies) -> set[str]:
     """The prompts whose dialogue a request belongs to (the first user turn names the question)."""
     found = set()
@@ -59,8 +86,6 @@ def dialogue_ids(catalog):
 
 
 def test_a_killed_run_resumes_without_duplicates_or_regeneration(tmp_path, prefect_harness):
-    from prefect.settings import PREFECT_API_URL
-
     with FakeOpenAIServer(latency_s=0.05, answer=answer) as server:
         clean_cfg = config(tmp_path / "clean", server.base_url)
         clean = publish_prompts(clean_cfg, PROMPTS, RUN_DATE)
@@ -70,27 +95,8 @@ def test_a_killed_run_resumes_without_duplicates_or_regeneration(tmp_path, prefe
 
         cfg = config(tmp_path / "killed", server.base_url)
         catalog = publish_prompts(cfg, PROMPTS, RUN_DATE)
-        config_file = tmp_path / "run.json"
-        config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
-        markers = Path(cfg.lake.root) / "runs" / f"resume-dialogues-{RUN_DATE}" / "done"
-        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}
         before = len(server.bodies)
-        # its own process group: the kill takes the run and its gate worker down together, as a crashed pod would
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(config_file), RUN_DATE], env=env,
-                                 start_new_session=True)
-        try:
-            deadline = time.monotonic() + 240
-            while len(list(markers.glob("*.pkl"))) < 2:
-                assert child.poll() is None, "the run ended before it could be killed"
-                assert time.monotonic() < deadline, "no two batches finished in time"
-                time.sleep(0.05)
-            os.killpg(child.pid, signal.SIGKILL)
-        finally:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait(30)
-        assert child.returncode == -signal.SIGKILL
-        finished = sorted(p.stem for p in markers.glob("*.pkl"))
+        finished = killed_after(CHILD, cfg, tmp_path, "dialogues", "*.pkl", 2)
         assert 2 <= len(finished) < 4, finished  # killed mid-run, not after it
 
         rerun_from = len(server.bodies)
@@ -133,8 +139,6 @@ def prompts_config(root, base_url):
 
 
 def test_a_killed_prompts_run_resumes_without_duplicates_or_regeneration(tmp_path, prefect_harness):
-    from prefect.settings import PREFECT_API_URL
-
     from benchmarks.servers.fake_openai import keyed_lists
     from storage.catalog import Catalog
 
@@ -150,24 +154,9 @@ def test_a_killed_prompts_run_resumes_without_duplicates_or_regeneration(tmp_pat
         assert len(expected) == clean["rows"] > 20
 
         cfg = prompts_config(tmp_path / "killed", server.base_url)
-        config_file = tmp_path / "run.json"
-        config_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+        # some question batches, past the topics and seeds
+        finished = killed_after(PROMPTS_CHILD, cfg, tmp_path, "prompts", "*-*.pkl", 3)
         markers = Path(cfg.lake.root) / "runs" / f"resume-prompts-{RUN_DATE}" / "done"
-        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}
-        child = subprocess.Popen([sys.executable, "-c", PROMPTS_CHILD, str(config_file), RUN_DATE], env=env,
-                                 start_new_session=True)
-        try:
-            deadline = time.monotonic() + 240
-            while len(list(markers.glob("*-*.pkl"))) < 3:  # some question batches, past the topics and seeds
-                assert child.poll() is None, "the run ended before it could be killed"
-                assert time.monotonic() < deadline, "no three batches finished in time"
-                time.sleep(0.02)
-            os.killpg(child.pid, signal.SIGKILL)
-        finally:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGKILL)
-            child.wait(30)
-        finished = {p.stem for p in markers.glob("*.pkl")}
         assert len(finished) < len(clean["batches"]), finished  # killed mid-run, not after it
 
         # the seeds of the requests that made the finished question batches' rows (each row carries its
