@@ -109,6 +109,12 @@ class Catalog:
         self._tables_checked = False
         self.lake_dir = self.lake.url(self.lake.root) + "/"  # what queries may read besides the catalog
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A catalog travels (to the gate worker, to Dask workers) without the connection of a write in
+        progress: that belongs to this process and its open transaction. Another thread may pickle a
+        run's catalog while the event loop writes."""
+        return {**self.__dict__, "_conn": None}
+
     # -- connections -----------------------------------------------------------------------
     def _prepare(self, conn: duckdb.DuckDBPyConnection) -> None:
         if not self.lake.is_local:

@@ -48,3 +48,16 @@ def test_two_processes_land_every_row_once(lake_config):
     usage = catalog.query("SELECT run_id, requests FROM usage ORDER BY run_id").to_pylist()
     assert usage == [{"run_id": "run-0", "requests": 16}, {"run_id": "run-1", "requests": 16}]
     assert catalog.query("SELECT count(*) AS n FROM runs WHERE status = 'completed'").to_pylist() == [{"n": 2}]
+
+
+def test_a_catalog_pickled_during_a_write_travels_without_its_connection(lake_config):
+    """A Dask batch's run context is pickled in another thread while the flow's loop writes to the
+    catalog: the copy must not carry that write's connection (DuckDB's cannot be pickled)."""
+    import pickle
+
+    catalog = Catalog(lake_config)
+    with catalog.writing():
+        copy = pickle.loads(pickle.dumps(catalog))
+    assert copy._conn is None
+    copy.record_step_drops("r1", "prompts", "step", {"reason": 2})  # and it writes on its own connection
+    assert catalog.query("SELECT sum(count)::INT AS n FROM drops").to_pylist() == [{"n": 2}]
