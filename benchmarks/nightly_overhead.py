@@ -37,9 +37,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from benchmarks import dialogues_stage, preferences_stage, prompts_stage  # noqa: E402
+from benchmarks.preferences_stage import CONCURRENCY, LATENCY_S  # noqa: E402 - the stage benchmarks' servers and window
 
-LATENCY_S = 0.1
-CONCURRENCY = 64
 RUN_DATE = "2026-01-01"
 STAGES = ("prompts", "preferences", "dialogues")
 
