@@ -54,6 +54,7 @@ LOW_FACTOR = 1.5  # an answer this much slower than its baseline is queueing if 
 HIGH_FACTOR = 3.0  # ... and this much slower, whatever the number in flight
 GRADIENT = 0.5  # latency grew at least as the square root of in-flight (a batching server: less)
 QUEUE_BACKOFF = 0.9  # a queueing round steps back below the last good level by this much
+QUEUE_DECREASE = 0.75  # ... and, with no good level below the window, takes this share of it
 PAYOFF = 0.8  # after a latency halving, a round not faster than this share of the slow one: undone
 PROBE_ROUNDS = 8  # near the ceiling, growth takes this many rounds per slot
 BASELINE_ROUNDS = 32  # clean rounds a baseline is the lowest median of
@@ -90,6 +91,7 @@ class WindowStats:
     history: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY_KEPT))  # size after each change
     cut_reasons: Counter[str] = field(default_factory=Counter)  # "refused" | "queueing"
     undone: int = 0  # latency halvings that did not pay off
+    steps_back: int = 0  # rounds that served no more than fewer in flight did
 
 
 @dataclass
@@ -120,7 +122,7 @@ class AdaptiveWindow:
         self._ceiling: int | None = None
         self._last_good: int | None = None  # the level of the last clean round since the last cut
         self._baselines: dict[int, deque[float]] = {}  # length bucket -> clean rounds' median seconds
-        self._clean: deque[tuple[int, float, float]] = deque(maxlen=BASELINE_ROUNDS)  # (level, median, rate)
+        self._clean: deque[tuple[int, float, float, float]] = deque(maxlen=BASELINE_ROUNDS)  # (level, median, rate, served)
         self._verify: tuple[float, float] | None = None  # (size before, median relative) of a halving
         self._round = self._new_round()
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -210,14 +212,41 @@ class AdaptiveWindow:
                 self._round = self._new_round()  # a queue lasts; a stall of the whole machine passes
             return
         self._slow_rounds = 0
+        served = self._served(r, level)
+        below = self._below(level)
+        if served is not None and below is not None and served < self._deserved(below, level):
+            self._step_back(level)  # more in flight, little more served: the extra ones only wait
+            return
         for bucket, seconds in r.seconds.items():
             self._baselines.setdefault(bucket, deque(maxlen=BASELINE_ROUNDS)).append(statistics.median(seconds))
         if median is not None:
-            self._clean.append((level, statistics.median(r.measured), self._throughput(r)))
+            self._clean.append((level, statistics.median(r.measured), self._throughput(r), served))
         self._last_good = self._validated = level
         if self._ceiling is not None and level >= self._ceiling:
-            self._ceiling = None  # a clean round at the old ceiling: the server has room again,
-            self._slow_start = self.size < self.max_size  # how much is found the quick way
+            self._ceiling = None  # a clean round at the old ceiling: growth need not probe any more
+        self._round = self._new_round()
+
+    @staticmethod
+    def _served(r: _Round, level: int) -> float | None:
+        """Answers served per baseline latency, by Little's law: the level over the mean relative
+        latency (a batching server serves more as the level grows, a queue no more)."""
+        if not r.relative:
+            return None
+        return level / statistics.mean(min(rel, 2 * HIGH_FACTOR) for rel in r.relative)
+
+    @staticmethod
+    def _deserved(below: tuple[int, float, float, float], level: int) -> float:
+        """What a round at `level` should serve at least, given a clean round at fewer in flight:
+        as much more as a batching server gives (the square root of the growth), less the noise."""
+        return THROUGHPUT_KEPT * below[3] * (level / below[0]) ** GRADIENT
+
+    def _step_back(self, level: int) -> None:
+        """A round that served no more than one at fewer in flight: a step below its level, no cut
+        (the queue it saw is a request or two deep; a cut is for a queue that lasts)."""
+        self._size = max(1.0, min(self._size, float(level)) - 1.0)
+        self._slow_start = False
+        self.stats.steps_back += 1
+        self._record()
         self._round = self._new_round()
 
     def _baseline(self, bucket: int) -> float | None:
@@ -232,7 +261,7 @@ class AdaptiveWindow:
         below = self._below(level)  # did latency grow with in-flight?
         return below is not None and relative >= below[1] * (level / below[0]) ** GRADIENT
 
-    def _below(self, level: int) -> tuple[int, float, float] | None:
+    def _below(self, level: int) -> tuple[int, float, float, float] | None:
         """The latest of the recent clean rounds at fewer in flight: a window held steady has none,
         and noise then cannot pass for a queue."""
         recent = list(self._clean)[-RECENT_ROUNDS:]
@@ -259,7 +288,10 @@ class AdaptiveWindow:
             self._ceiling = good + 1
             self._verify = None  # a step back to good may not drain a deep queue: not put to the test
         else:
-            self._size = max(1.0, self._size * self.decrease)
+            # A queue drains with a smaller step than a refusal asks for: halving it would idle
+            # half of a server that is only a little past its capacity.
+            factor = max(self.decrease, QUEUE_DECREASE) if reason == "queueing" else self.decrease
+            self._size = max(1.0, self._size * factor)
             self._ceiling = max(self.size + 1, int(before))
             self._verify = (before, median) if median is not None else None
         self._last_good = None  # another congestion from here is below any known good level
