@@ -8,24 +8,35 @@ complete (or, for refusals, as soon as its verdict is certain):
 - refused: at least REFUSED_SHARE of its attempts met a load fault (429, 503, 504, a timeout).
   Faults that say nothing about load (resets, truncated bodies, a 500 or 502) are only retried:
   a server that drops a connection now and then is not asking for fewer requests;
-- queueing: most of its answers were slow (and of the round before too, past slow start): LOW_FACTOR over the baseline and grown with the
-  number in flight since a recent clean round at fewer in flight (a delay gradient, as TCP Vegas
-  reads it: latency growing as in-flight grows means requests wait in a queue), or HIGH_FACTOR
-  over the baseline whatever the number in flight;
+- queueing: most of its answers were slow (and of the round before too, past slow start):
+  LOW_FACTOR over the baseline and grown with the number in flight since a recent clean round at
+  fewer in flight (a delay gradient, as TCP Vegas reads it: latency growing as in-flight grows
+  means requests wait in a queue), or HIGH_FACTOR over the baseline whatever the number in flight;
 - otherwise clean: its level (the median number in flight when its fast answers started) is good.
 
 A congested round cuts once, to the last good level (QUEUE_BACKOFF below it for a queue, so the
-queue drains; by `decrease` when the window is not above that level). A burst of 64 refusals so
-costs one cut, and the window settles just under a server's capacity instead of sawing between
-half of it and all of it. The first size not known good becomes a ceiling that growth approaches
-slowly (a slot per PROBE_ROUNDS rounds); a clean round at it lifts it and resumes slow start. A halving for latency must pay off:
-when the next round is no faster, the slowness was not ours (other clients, longer prompts), so
-the cut is undone and the baselines start afresh.
+queue drains). With no good level below the window, a queue takes QUEUE_DECREASE of it (a server
+a little past its capacity need not be half idled) and a refusal takes `decrease`. A burst of 64
+refusals so costs one cut, and the window settles just under a server's capacity instead of
+sawing between half of it and all of it. The first size not known good becomes a ceiling that
+growth approaches slowly (a slot per PROBE_ROUNDS rounds); a clean round at it lifts it, and
+growth stays additive (slow start does not come back once a congestion ended it). A halving for
+latency must pay off: when the next round is no faster, the slowness was not ours (other
+clients, longer prompts), so the cut is undone and the baselines start afresh.
+
+A queue a request or two deep hides from the median: a third of a round waits, the rest is
+fast. Little's law sees it: a round serves its level over its mean relative latency (clipped at
+twice HIGH_FACTOR). A round that serves less than the best promise of a lower level (that
+level's median, grown as a batching server grows, less THROUGHPUT_KEPT for noise) steps back to
+that level, with no cut. The best promise, not the latest: a window creeping up a slot at a time
+would otherwise compare each level with the one just below and climb into the queue.
 
 Growth: slow start from SLOW_START_SIZE (+1 per fast answer, at most SLOW_START_GROWTH past the
 last clean round, left at the first congestion), then +1 per round; only while requests wait for
-room. A client whose own CPU is saturated also answers later as it sends more, so leaving slow
-start costs a step back to the last good level, not half the window.
+room, and only on answers that had a baseline to be judged by (one with nothing to compare with
+says nothing about a bigger window). A client whose own CPU is saturated also answers later as
+it sends more, so leaving slow start costs a step back to the last good level, not half the
+window.
 
 Latency baselines are kept per answer length (completion tokens, by powers of two): a server
 answering a 1-token verdict and a 40-token reply in the same 100 ms must not read as slower when
@@ -190,7 +201,8 @@ class AdaptiveWindow:
                 r.slow += 1
             else:
                 r.levels.append(slot.level)
-                self._grow()
+                if relative is not None:
+                    self._grow()  # an answer with nothing to compare with says nothing about more
         if r.refused >= math.ceil(REFUSED_SHARE * r.length):
             self._cut("refused")
         elif r.attempts >= r.length:
@@ -213,9 +225,9 @@ class AdaptiveWindow:
             return
         self._slow_rounds = 0
         served = self._served(r, level)
-        below = self._below(level)
-        if served is not None and below is not None and served < self._deserved(below, level):
-            self._step_back(level)  # more in flight, little more served: the extra ones only wait
+        deserved = self._deserved(level)
+        if served is not None and deserved is not None and served < deserved[0]:
+            self._step_back(deserved[1])  # more in flight, little more served: the extra ones only wait
             return
         for bucket, seconds in r.seconds.items():
             self._baselines.setdefault(bucket, deque(maxlen=BASELINE_ROUNDS)).append(statistics.median(seconds))
@@ -234,16 +246,25 @@ class AdaptiveWindow:
             return None
         return level / statistics.mean(min(rel, 2 * HIGH_FACTOR) for rel in r.relative)
 
-    @staticmethod
-    def _deserved(below: tuple[int, float, float, float], level: int) -> float:
-        """What a round at `level` should serve at least, given a clean round at fewer in flight:
-        as much more as a batching server gives (the square root of the growth), less the noise."""
-        return THROUGHPUT_KEPT * below[3] * (level / below[0]) ** GRADIENT
+    def _deserved(self, level: int) -> tuple[float, int] | None:
+        """What a round at `level` should serve at least, and the level below that promised it:
+        the most that recent clean rounds at any one level below promise (their median, so one
+        lucky round does not hold the window down), grown as a batching server grows (the square
+        root of the level), less the noise. The most, not the latest: a window creeping up a slot
+        at a time would otherwise compare each level with the one just below and climb into the
+        queue."""
+        served_at: dict[int, list[float]] = defaultdict(list)
+        for below, _, _, served in list(self._clean)[-RECENT_ROUNDS:]:
+            if below < level:
+                served_at[below].append(served)
+        return max(((THROUGHPUT_KEPT * statistics.median(served) * (level / below) ** GRADIENT, below)
+                    for below, served in served_at.items()), default=None)
 
     def _step_back(self, level: int) -> None:
-        """A round that served no more than one at fewer in flight: a step below its level, no cut
-        (the queue it saw is a request or two deep; a cut is for a queue that lasts)."""
-        self._size = max(1.0, min(self._size, float(level)) - 1.0)
+        """A round that served no more than fewer in flight did: back to that level, no cut (the
+        queue it saw is a request or two deep; a cut is for a queue that lasts). Its rounds there
+        stay fresh, so the level keeps its promise for the next climb."""
+        self._size = max(1.0, min(self._size, float(level)))
         self._slow_start = False
         self.stats.steps_back += 1
         self._record()

@@ -152,6 +152,32 @@ def test_answers_of_another_length_are_not_a_slower_server(phases):
     assert asyncio.run(mix_change()) == 0
 
 
+def test_a_shallow_queue_steps_the_window_back_to_capacity():
+    # A server that serves 16 at once and queues the rest: past 16 in flight each answer takes
+    # level/16 times as long, and 20 in flight are only 1.25x slower (not slow enough to read as
+    # a queue), yet serve no more. Only the step-back (served by Little's law no more than at
+    # fewer in flight) keeps the window from growing into the queue.
+    capacity, base_s = 16, 0.02
+
+    async def shallow_queue():
+        window = AdaptiveWindow(48, start_size=capacity)
+        sizes = []
+
+        async def one() -> None:
+            slot = await window.acquire()
+            await asyncio.sleep(base_s * max(1.0, slot.level / capacity))
+            window.release(slot, "ok", tokens=8)
+            sizes.append(window.size)
+
+        await asyncio.gather(*(one() for _ in range(2400)))
+        return window.stats, sizes
+
+    stats, sizes = asyncio.run(shallow_queue())
+    assert stats.steps_back >= 1, stats
+    settled = statistics.median(sizes[len(sizes) // 2:])
+    assert settled <= 1.3 * capacity, (settled, stats.max_size, stats.cut_reasons)  # the goal: within 30%
+
+
 @pytest.mark.parametrize("saturation", ["queue", "429"])
 def test_window_settles_near_capacity_of_a_saturated_server(spawn, saturation):
     capacity = 8
