@@ -28,8 +28,11 @@ A queue a request or two deep hides from the median: a third of a round waits, t
 fast. Little's law sees it: a round serves its level over its mean relative latency (clipped at
 twice HIGH_FACTOR). A round that serves less than the best promise of a lower level (that
 level's median, grown as a batching server grows, less THROUGHPUT_KEPT for noise) steps back to
-that level, with no cut. The best promise, not the latest: a window creeping up a slot at a time
-would otherwise compare each level with the one just below and climb into the queue.
+that level, with no cut, once SLOW_ROUNDS rounds in a row fall short (one short round on a fast
+server can be the client's own noise). Answers started before a step back judge nothing: a round
+of them would read the old level as clean and let the window climb back. The best promise, not
+the latest: a window creeping up a slot at a time would otherwise compare each level with the
+one just below and climb into the queue.
 
 Growth: slow start from SLOW_START_SIZE (+1 per fast answer, at most SLOW_START_GROWTH past the
 last clean round, left at the first congestion), then +1 per round; only while requests wait for
@@ -124,11 +127,12 @@ class AdaptiveWindow:
         self.decrease = decrease
         self._size = float(start_size or min(max_size, SLOW_START_SIZE))
         self.in_flight = 0
-        self.generation = 0  # bumped by each cut
+        self.generation = 0  # bumped by each cut and step back
         self.typical_s: float | None = None  # a running average of answer latency, in seconds
         self.lag_s = 0.0  # how late the loop runs now (a running average of the heartbeat's delays)
         self._slow_start = True
         self._slow_rounds = 0  # slow rounds in a row
+        self._short_rounds = 0  # rounds in a row that served less than fewer in flight promised
         self._validated = self.size  # the level of the last clean round: slow start grows from it
         self._ceiling: int | None = None
         self._last_good: int | None = None  # the level of the last clean round since the last cut
@@ -227,8 +231,13 @@ class AdaptiveWindow:
         served = self._served(r, level)
         deserved = self._deserved(level)
         if served is not None and deserved is not None and served < deserved[0]:
-            self._step_back(deserved[1])  # more in flight, little more served: the extra ones only wait
+            self._short_rounds += 1
+            if self._short_rounds >= SLOW_ROUNDS:
+                self._step_back(deserved[1])  # more in flight, little more served: the extra ones only wait
+            else:
+                self._round = self._new_round()  # a queue lasts; one short round can be noise
             return
+        self._short_rounds = 0
         for bucket, seconds in r.seconds.items():
             self._baselines.setdefault(bucket, deque(maxlen=BASELINE_ROUNDS)).append(statistics.median(seconds))
         if median is not None:
@@ -261,11 +270,13 @@ class AdaptiveWindow:
                     for below, served in served_at.items()), default=None)
 
     def _step_back(self, level: int) -> None:
-        """A round that served no more than fewer in flight did: back to that level, no cut (the
-        queue it saw is a request or two deep; a cut is for a queue that lasts). Its rounds there
-        stay fresh, so the level keeps its promise for the next climb."""
+        """Rounds that served no more than fewer in flight did: back to that level, no cut (the
+        queue they saw is a request or two deep; a cut is for a queue that lasts). Its rounds at
+        `level` stay fresh, so the level keeps its promise for the next climb."""
         self._size = max(1.0, min(self._size, float(level)))
         self._slow_start = False
+        self._short_rounds = 0
+        self.generation += 1  # answers started above `level` judge nothing: they would pass it as clean
         self.stats.steps_back += 1
         self._record()
         self._round = self._new_round()
